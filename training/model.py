@@ -1,0 +1,161 @@
+"""The lecture's BatchNorm MLP, read top to bottom: config, layers, init, forward. No I/O here.
+
+Flat (group=0, makemore part 3): the whole context is concatenated, then n_layers hidden blocks.
+Hierarchical (group=k, makemore part 5 "WaveNet"): each hidden block first merges k consecutive
+positions, so block_size must be k ** n_layers. Both fold to Gather/Reshape/MatMul/Add/Tanh.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+TANH_GAIN = 5 / 3
+INITS = ("original", "fix-softmax", "fix-tanh", "kaiming")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 27
+    block_size: int = 3
+    n_embd: int = 10
+    n_hidden: int = 200
+    n_layers: int = 1
+    group: int = 0  # 0: flat MLP; k >= 2: merge k consecutive positions per hidden layer
+    batchnorm: bool = True  # Linear(no bias) -> BatchNorm -> Tanh; else Linear(bias) -> Tanh
+    head_batchnorm: bool = False  # Linear(no bias) -> BatchNorm(vocab) as the output head
+    head_scale: float = 0.01  # last Linear's weight scale, or the head BatchNorm's gamma
+    init: str = "kaiming"  # one of INITS: the lecture's steps towards a healthy init
+    bn_momentum: float = 0.001
+    bn_eps: float = 1e-5
+
+    def __post_init__(self):
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.head_batchnorm and not self.batchnorm:
+            raise ValueError("head_batchnorm needs batchnorm=True")
+        for field in ("vocab_size", "block_size", "n_embd", "n_hidden", "n_layers"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        if self.group == 1 or self.group < 0:
+            raise ValueError(f"group must be 0 (flat) or >= 2, got {self.group}")
+        if self.group and self.group ** self.n_layers != self.block_size:
+            raise ValueError(
+                f"hierarchical model needs block_size == group ** n_layers, "
+                f"got {self.block_size} != {self.group} ** {self.n_layers}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# The lecture's model A and the five rows of its table (train/val on names.txt), then model B,
+# then lecture 5's hierarchical net. vocab_size is filled in from the data.
+PRESETS: dict[str, ModelConfig] = {
+    "original": ModelConfig(batchnorm=False, init="original", head_scale=1.0),
+    "fix-softmax": ModelConfig(batchnorm=False, init="fix-softmax"),
+    "fix-tanh": ModelConfig(batchnorm=False, init="fix-tanh"),
+    "kaiming": ModelConfig(batchnorm=False, init="kaiming"),
+    "batchnorm": ModelConfig(),
+}
+PRESETS["lecture-a"] = PRESETS["batchnorm"]
+PRESETS["lecture-b"] = ModelConfig(n_hidden=100, n_layers=5, head_batchnorm=True, head_scale=0.1,
+                                   bn_momentum=0.1)
+PRESETS["wavenet"] = ModelConfig(block_size=8, n_embd=24, n_hidden=128, n_layers=3, group=2,
+                                 bn_momentum=0.1)
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+class FlattenConsecutive(nn.Module):
+    """(B, T, C) -> (B, T/n, C*n): concatenate n neighbouring positions; squeeze T when it hits 1."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def forward(self, x):
+        B, T, C = x.shape
+        x = x.reshape(B, T // self.n, C * self.n)  # (B, T/n, C*n)
+        return x.squeeze(1) if x.shape[1] == 1 else x
+
+
+class BatchNorm(nn.BatchNorm1d):
+    """BatchNorm over every dim but the last, so (B, T, C) normalises each channel over batch and
+    positions (lecture 5), while (B, C) is plain BatchNorm1d. Subclassing keeps torch's reference
+    folding (fuse_linear_bn_eval) applicable."""
+
+    def forward(self, x):
+        if x.dim() == 3:
+            return super().forward(x.transpose(1, 2)).transpose(1, 2)  # (B, T, C)
+        return super().forward(x)
+
+
+class NameMLP(nn.Module):
+    """makemore's interface: forward(idx (B, block_size) int64, targets (B,) or None) -> logits, loss."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = c = config
+        layers: list[nn.Module] = [nn.Embedding(c.vocab_size, c.n_embd)]
+        if c.group:
+            width = c.n_embd * c.group
+        else:
+            layers.append(nn.Flatten())  # (B, T, C) -> (B, T*C)
+            width = c.n_embd * c.block_size
+        for _ in range(c.n_layers):
+            if c.group:
+                layers.append(FlattenConsecutive(c.group))
+            layers.append(nn.Linear(width, c.n_hidden, bias=not c.batchnorm))
+            if c.batchnorm:
+                layers.append(BatchNorm(c.n_hidden, eps=c.bn_eps, momentum=c.bn_momentum))
+            layers.append(nn.Tanh())
+            width = c.n_hidden * c.group if c.group else c.n_hidden
+        layers.append(nn.Linear(c.n_hidden, c.vocab_size, bias=not c.head_batchnorm))
+        if c.head_batchnorm:
+            layers.append(BatchNorm(c.vocab_size, eps=c.bn_eps, momentum=c.bn_momentum))
+        self.layers = nn.Sequential(*layers)
+        init_weights(self)
+
+    def forward(self, idx, targets=None):
+        logits = self.layers(idx)  # (B, vocab)
+        loss = None if targets is None else F.cross_entropy(logits, targets)
+        return logits, loss
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+@torch.no_grad()
+def init_weights(model: NameMLP) -> None:
+    """The lecture's init, step by step: 'original' is plain N(0, 1) everywhere (a confidently
+    wrong softmax and saturated tanh); 'fix-softmax' shrinks the last layer; 'fix-tanh' shrinks the
+    hidden layers by hand; 'kaiming' uses gain / sqrt(fan_in) with the tanh gain 5/3."""
+    c = model.config
+    linears = [m for m in model.layers if isinstance(m, nn.Linear)]
+    hidden, head = linears[:-1], linears[-1]
+    nn.init.normal_(model.layers[0].weight)  # embedding table ~ N(0, 1)
+    for lin in linears:
+        nn.init.normal_(lin.weight)
+        if lin.bias is not None:
+            nn.init.normal_(lin.bias)
+    if c.init in ("fix-tanh", "kaiming"):
+        for lin in hidden:
+            fan_in = lin.in_features
+            lin.weight *= TANH_GAIN / math.sqrt(fan_in) if c.init == "kaiming" else 0.2
+            if lin.bias is not None:
+                lin.bias *= 0.01
+    if c.init == "original":
+        return
+    if c.head_batchnorm:
+        head.weight /= math.sqrt(head.in_features)
+        model.layers[-1].weight *= c.head_scale  # gamma of the head BatchNorm
+    else:
+        head.weight *= c.head_scale
+        head.bias.zero_()
