@@ -1,0 +1,36 @@
+# Two entry points for a fresh machine: `make serve` and `make test`. Each creates .venv and installs
+# what it needs; the stamp files make the second run instant until pyproject.toml changes.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: serve test default-model lecture-table quality bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Serving needs no torch.
+$(VENV)/.serve-installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[serve]'
+	touch $@
+
+# torch==2.13.0 first: a CPU build on these machines; the project's torch range then adds nothing.
+$(VENV)/.dev-installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[serve,train,dev]'
+	touch $@ $(VENV)/.serve-installed
+
+serve: $(VENV)/.serve-installed
+	NAMEGEN_HOST=$(HOST) NAMEGEN_PORT=$(PORT) $(PY) -m service
+
+test: $(VENV)/.dev-installed
+	$(PY) -m pytest -q
+
+# Retrain the shipped default model on the default corpus and publish it to models/.
+default-model: $(VENV)/.dev-installed
+	$(PY) -m training train --config configs/default.toml --out runs/default --publish models --name names
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
