@@ -1,0 +1,143 @@
+"""manifest.json: what a version directory holds and how to check it. Stdlib only.
+
+The manifest is written by training (training/publish.py) and read by the loader, so every field the
+loader relies on is validated here, once, with a message naming the field. `version` is empty in a
+staging directory; the registry stamps name, version and created when it publishes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from artifact import ArtifactError
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.onnx"
+NAMES_FILE = "names.txt"
+REPORT_DIR = "report"
+HASHED_FILES = (MODEL_FILE, NAMES_FILE)  # the files whose sha256 the loader checks
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass
+class Manifest:
+    format_version: int
+    name: str
+    version: str  # "" while staged; the registry stamps it
+    created: str  # ISO 8601 UTC
+    vocab: str  # index 0 is '.', then the corpus's sorted characters
+    block_size: int
+    architecture: dict  # the model config, plus parameter counts (unfolded, folded)
+    training: dict  # the train config
+    corpus: dict  # {source, sha256, seed, sizes}: the fingerprint the quality gate compares
+    metrics: dict  # {train, val, test, statistics, running, calibrated, ...}
+    health: dict  # {ok, warnings} from the diagnostics
+    files: dict  # {"model.onnx": sha256, "names.txt": sha256}
+    probe: list  # [{"context": [ints], "logprobs": [floats]}] from the unfolded eval-mode torch model
+    io: dict  # {"input": name, "output": name} of the ONNX graph
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Manifest:
+        if not isinstance(d, dict):
+            raise ArtifactError("manifest: expected a JSON object")
+        # The format version first: a newer format may have different fields altogether.
+        fv = d.get("format_version")
+        if fv != FORMAT_VERSION:
+            raise ArtifactError(f"manifest: unsupported format_version {fv!r} (this code reads {FORMAT_VERSION})")
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in d]
+        if missing:
+            raise ArtifactError(f"manifest: missing field(s) {', '.join(missing)}")
+        m = cls(**{n: d[n] for n in names})  # unknown extra keys are ignored
+        m.validate()
+        return m
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Manifest:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ArtifactError(f"{path}: manifest not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ArtifactError(f"{path}: cannot read manifest ({e})") from None
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ArtifactError(f"{path}: manifest is not valid JSON ({e})") from None
+        try:
+            return cls.from_dict(d)
+        except ArtifactError as e:
+            raise ArtifactError(f"{path}: {e}") from None
+
+    def write(self, path: str | Path) -> None:
+        self.validate()
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
+
+    def validate(self) -> None:
+        """Raise ArtifactError naming the first field that is malformed."""
+        _check(isinstance(self.format_version, int), "format_version must be an integer")
+        for f in ("name", "version", "created", "vocab"):
+            _check(isinstance(getattr(self, f), str), f"{f} must be a string")
+        for f in ("name", "version"):  # path components in the registry
+            v = getattr(self, f)
+            _check("/" not in v and "\\" not in v and not v.startswith("."), f"{f} {v!r} is not a plain name")
+        v = self.vocab
+        _check(len(v) >= 2 and v[0] == "." and len(set(v)) == len(v),
+               f"vocab must start with '.' and have no repeats, got {v!r}")
+        _check(_is_int(self.block_size) and self.block_size >= 1, "block_size must be an integer >= 1")
+        for f in ("architecture", "training", "corpus", "metrics", "health", "files", "io"):
+            _check(isinstance(getattr(self, f), dict), f"{f} must be an object")
+        for k in ("source", "sha256", "seed", "sizes"):
+            _check(k in self.corpus, f"corpus.{k} is missing")
+        _check(_is_number(self.metrics.get("val")), "metrics.val must be a number")
+        _check(isinstance(self.health.get("ok"), bool), "health.ok must be true or false")
+        _check(isinstance(self.health.get("warnings"), list), "health.warnings must be a list")
+        for f in HASHED_FILES:
+            _check(isinstance(self.files.get(f), str) and _SHA256.fullmatch(self.files[f]) is not None,
+                   f"files[{f!r}] must be a sha256 hex digest")
+        for k in ("input", "output"):
+            _check(isinstance(self.io.get(k), str) and self.io[k] != "", f"io.{k} must be a tensor name")
+        _check(isinstance(self.probe, list) and len(self.probe) > 0, "probe must be a non-empty list")
+        for i, p in enumerate(self.probe):
+            _check(isinstance(p, dict), f"probe[{i}] must be an object")
+            ctx, lp = p.get("context"), p.get("logprobs")
+            _check(isinstance(ctx, list) and len(ctx) == self.block_size
+                   and all(_is_int(c) and 0 <= c < len(v) for c in ctx),
+                   f"probe[{i}].context must be {self.block_size} indices into the vocabulary")
+            _check(isinstance(lp, list) and len(lp) == len(v) and all(_is_number(x) for x in lp),
+                   f"probe[{i}].logprobs must be {len(v)} finite numbers")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ArtifactError(f"manifest: {message}")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x) -> bool:
+    return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(x)
