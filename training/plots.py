@@ -1,0 +1,69 @@
+"""The lecture's diagnostic figures, drawn from diagnostics.json's content alone (matplotlib, Agg)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def write_plots(report: dict, out_dir: str | Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    first, last = report["snapshots"][0], report["snapshots"][-1]
+    figures = {
+        "activations.png": histograms(first, last, "tanh", "hist", "tanh output",
+                                      lambda e: f"mean {e['mean']:+.2f}, std {e['std']:.2f}, "
+                                                f"saturated {e['saturated_pct']:.1f}%"),
+        "activation_grads.png": histograms(first, last, "tanh", "grad_hist", "gradient at tanh output",
+                                           lambda e: f"mean {e['grad_mean']:+.1e}, std {e['grad_std']:.1e}"),
+        "weight_grads.png": histograms(first, last, "weights", "grad_hist", "weight gradient",
+                                       lambda e: f"{tuple(e['shape'])} grad:data {e['grad_data_ratio']:.1e}"),
+        "update_ratio.png": update_ratio(report["update_ratio"]),
+        "loss.png": loss(report["loss_curve"]),
+    }
+    paths = []
+    for name, fig in figures.items():
+        fig.savefig(out_dir / name, dpi=90)
+        plt.close(fig)
+        paths.append(out_dir / name)
+    return paths
+
+
+def histograms(first: dict, last: dict, group: str, key: str, title: str, describe) -> plt.Figure:
+    """One panel at init and one at the end, a line per layer, as the lecture draws them."""
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4))
+    for ax, snap in zip(axes, (first, last)):
+        for entry in snap[group]:
+            h = entry[key]
+            ax.plot(h["x"], h["density"], label=f"{entry['name']}: {describe(entry)}")
+        ax.set_title(f"{title} distribution, step {snap['step']:,}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def update_ratio(ratios: dict) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(14, 4))
+    for name, series in ratios["log10"].items():
+        ax.plot(ratios["steps"], series, label=name, linewidth=0.8)
+    ax.axhline(-3, color="k", linestyle="--", label="-3 (about 1e-3 per step)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("log10(update std / data std)")
+    ax.set_title("update:data ratio per weight")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def loss(curve: dict) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(10, 4))
+    values = curve["log10_loss"]
+    ax.plot([(i + 1) * curve["chunk"] for i in range(len(values))], values)
+    ax.set_xlabel("step")
+    ax.set_ylabel("log10 loss")
+    ax.set_title(f"training loss, mean per {curve['chunk']:,} steps")
+    fig.tight_layout()
+    return fig

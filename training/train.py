@@ -1,0 +1,326 @@
+"""The training loop, its schedule, checkpoints, BatchNorm calibration and the run directory.
+
+run(...) writes the run directory documented in docs/interfaces.md:
+  config.json      model, train and data config, vocabulary (written first, so a run is identifiable)
+  checkpoint.pt    model, optimizer, step, random states and history: resume continues bit-identically
+  model.pt         {"config", "state_dict"} with the statistics to ship (running or calibrated)
+  metrics.json     train/val/test loss with running and calibrated statistics, wall time
+  diagnostics.json activation/gradient statistics, update:data ratios, loss curve, health verdict
+  plots/*.png
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from training import diagnostics
+from training.data import Splits
+from training.model import ModelConfig, NameMLP
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "sgd"  # sgd (the lecture's) or adamw
+    steps: int = 200_000
+    batch_size: int = 32
+    lr: float = 0.1
+    lr_decay_step: int = 100_000  # sgd: lr / 10 from this step on (0: never)
+    warmup_steps: int = 0  # linear warmup from lr / warmup_steps to lr
+    min_lr: float = 0.0  # adamw: the cosine decay ends here
+    weight_decay: float = 0.0  # on weight matrices and embeddings only, not on BatchNorm or biases
+    eval_interval: int = 10_000  # val loss every N steps
+    checkpoint_interval: int = 10_000
+    diag_interval: int = 20_000  # diagnostics snapshot every N steps (and at init and the end)
+    update_interval: int = 100  # record the update:data ratios every N steps
+    seed: int = 2147483647  # the lecture's generator seed: init and minibatches
+    calibrate: bool = True  # after training, also try BatchNorm statistics from one pass over train
+    threads: int = 1  # torch threads; 1 is fastest for these small matrices
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        for name in ("steps", "batch_size", "eval_interval", "checkpoint_interval", "diag_interval",
+                     "update_interval", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr_decay_step", "warmup_steps", "weight_decay", "min_lr"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warmup, then sgd: the lecture's step decay (lr, then lr / 10); adamw: cosine to min_lr."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.optimizer == "sgd":
+        return cfg.lr / 10 if cfg.lr_decay_step and step >= cfg.lr_decay_step else cfg.lr
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # Decay only matrices (weights, embeddings), as nanoGPT does: shrinking BatchNorm's gain or a bias
+    # towards 0 is not regularisation.
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, foreach=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
+
+
+@torch.no_grad()
+def evaluate(model: NameMLP, X: torch.Tensor, Y: torch.Tensor, chunk: int = 16384) -> float:
+    """Mean cross-entropy over a whole split, in eval mode (BatchNorm uses its stored statistics)."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for xb, yb in zip(X.split(chunk), Y.split(chunk)):
+        logits, _ = model(xb)
+        total += F.cross_entropy(logits, yb, reduction="sum").item()
+    model.train(was_training)
+    return total / len(Y)
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: NameMLP, X: torch.Tensor, chunk: int = 16384) -> None:
+    """The lecture's calibration: set each BatchNorm's running mean/var to the statistics of its input
+    over the whole training set, layer by layer in order (so each layer sees already calibrated inputs).
+    For (B, T, C) inputs the statistics run over batch and positions, as in training."""
+    was_training = model.training
+    model.eval()
+    layers = list(model.layers)
+    for i, bn in enumerate(layers):
+        if not isinstance(bn, nn.BatchNorm1d):
+            continue
+        n, total, total_sq = 0, 0.0, 0.0
+        for xb in X.split(chunk):
+            h = xb
+            for layer in layers[:i]:
+                h = layer(h)
+            h = h.reshape(-1, h.shape[-1]).double()  # (rows, C); float64 sums for a 1-pass variance
+            n += h.shape[0]
+            total = total + h.sum(0)
+            total_sq = total_sq + (h * h).sum(0)
+        mean = total / n
+        var = (total_sq - n * mean * mean) / (n - 1)  # unbiased, as torch keeps running_var
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var.clamp_min(0))
+    model.train(was_training)
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save to a temp file, then os.replace: a crash never leaves a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_json(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training: the checkpoint at `step` is saved; continue with resume."""
+
+    def __init__(self, step: int, checkpoint: Path):
+        super().__init__(f"interrupted at step {step}; checkpoint saved to {checkpoint}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+class StopFlag:
+    """SIGINT sets a flag the loop checks between steps, so the checkpoint is always of whole steps.
+    A second Ctrl-C raises KeyboardInterrupt at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def run(run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfig, splits: Splits,
+        data_info: dict, resume: bool = False, progress: bool = True, preset: str | None = None,
+        log=print) -> dict:
+    """Train (or resume) into run_dir; returns metrics.json's content."""
+    run_dir, cfg = Path(run_dir), train_config
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "checkpoint.pt"
+    torch.set_num_threads(cfg.threads)
+    (Xtr, Ytr), (Xva, Yva), (Xte, Yte) = splits.train, splits.val, splits.test
+
+    torch.manual_seed(cfg.seed)
+    model = NameMLP(model_config)
+    optimizer = make_optimizer(model, cfg)
+    batches = torch.Generator().manual_seed(cfg.seed)  # minibatch sampling only
+    # A fixed diagnostic batch (lecture-sized, so gradient figures compare) and a larger one for the
+    # initial loss, from their own generator: diagnostics never change the training trajectory.
+    probe = torch.Generator().manual_seed(cfg.seed + 1)
+    diag_ix = torch.randint(0, len(Ytr), (cfg.batch_size,), generator=probe)
+    init_ix = torch.randint(0, len(Ytr), (min(len(Ytr), 8192),), generator=probe)
+    weights = diagnostics.weight_names(model)
+    params = dict(model.named_parameters())
+    weight_params = [params[n] for n in weights]
+
+    if resume:
+        ckpt = torch.load(ckpt_path, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        batches.set_state(ckpt["rng"]["batch"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        start, history = ckpt["step"], ckpt["history"]
+        history["losses"] = history["losses"].tolist()
+        log(f"resuming {run_dir} at step {start:,} of {cfg.steps:,}")
+    else:
+        start = 0
+        history = {"initial_loss": diagnostics.initial_loss(model, Xtr[init_ix], Ytr[init_ix]), "losses": [], "val": [], "seconds": 0.0,
+                   "update_steps": [], "update_log10": {n: [] for n in weights},
+                   "snapshots": [diagnostics.snapshot(model, Xtr[diag_ix], Ytr[diag_ix], 0)]}
+        write_json({"preset": preset, "model": model_config.to_dict(), "train": cfg.to_dict(), "data": data_info,
+                    "vocab": splits.vocab.chars}, run_dir / "config.json")
+
+    log(f"vocab size {model_config.vocab_size}, block size {model_config.block_size}, "
+        f"{model.num_params():,} parameters; examples train {len(Ytr):,} / val {len(Yva):,} / test {len(Yte):,}")
+    log(f"{cfg.optimizer}, {cfg.steps:,} steps of batch {cfg.batch_size}, lr {cfg.lr:g}, {cfg.threads} thread(s); "
+        f"initial loss {history['initial_loss']:.4f} (ln(vocab) = {math.log(model_config.vocab_size):.4f})")
+
+    def checkpoint(step):
+        history["seconds"] = seconds_before + time.perf_counter() - t0
+        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                     "rng": {"batch": batches.get_state(), "torch": torch.get_rng_state()},
+                     "history": {**history, "losses": torch.tensor(history["losses"], dtype=torch.float32)}},
+                    ckpt_path)
+
+    model.train()
+    losses = history["losses"]
+    bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=not progress, smoothing=0.1)
+    seconds_before, t0, lr_now = history["seconds"], time.perf_counter(), None
+    with StopFlag() as stop:
+        step = start
+        for step in range(start, cfg.steps):
+            if stop.requested:
+                checkpoint(step)
+                bar.close()
+                raise TrainingInterrupted(step, ckpt_path)
+            lr = learning_rate(cfg, step)
+            if lr != lr_now:  # touch the param groups only when the rate changes
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                lr_now = lr
+
+            ix = torch.randint(0, len(Ytr), (cfg.batch_size,), generator=batches)  # (B,)
+            _, loss = model(Xtr[ix], Ytr[ix])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            record_update = step % cfg.update_interval == 0
+            if record_update:
+                before = [p.detach().clone() for p in weight_params]
+            optimizer.step()
+            losses.append(loss.item())
+
+            if record_update:
+                history["update_steps"].append(step)
+                for name, r in zip(weights, diagnostics.update_ratios(before, weight_params)):
+                    history["update_log10"][name].append(r)
+            done = step + 1
+            if done % 100 == 0:  # the bar costs more than a step: feed it in hundreds
+                bar.update(done - bar.n)
+                bar.set_postfix(loss=f"{sum(losses[-100:]) / 100:.4f}", lr=f"{lr:.3g}", refresh=False)
+            if done % cfg.eval_interval == 0 or done == cfg.steps:
+                val = evaluate(model, Xva, Yva)
+                history["val"].append({"step": done, "val_loss": val,
+                                       "train_loss_recent": sum(losses[-cfg.eval_interval:]) /
+                                       len(losses[-cfg.eval_interval:])})
+                (bar.write if progress else log)(
+                    f"step {done:>7,}  train (recent batches) {history['val'][-1]['train_loss_recent']:.4f}"
+                    f"  val {val:.4f}  lr {lr:.3g}")
+            if done % cfg.diag_interval == 0 and done != cfg.steps:
+                history["snapshots"].append(diagnostics.snapshot(model, Xtr[diag_ix], Ytr[diag_ix], done))
+            if done % cfg.checkpoint_interval == 0 and done != cfg.steps:
+                checkpoint(done)
+    bar.update(cfg.steps - bar.n)
+    bar.close()
+    loop_seconds = time.perf_counter() - t0
+    history["seconds"] = seconds_before + loop_seconds
+    steps_run = cfg.steps - start
+    if steps_run:
+        log(f"{steps_run:,} steps in {loop_seconds:.1f} s ({steps_run / loop_seconds:,.0f} steps/s)")
+    history["snapshots"].append(diagnostics.snapshot(model, Xtr[diag_ix], Ytr[diag_ix], cfg.steps))
+    checkpoint(cfg.steps)
+    return finish(run_dir, model, cfg, splits, history)
+
+
+def finish(run_dir: Path, model: NameMLP, cfg: TrainConfig, splits: Splits, history: dict) -> dict:
+    """Evaluate with running (and calibrated) statistics, keep the better on val, write the reports."""
+    splits_xy = {"train": splits.train, "val": splits.val, "test": splits.test}
+    running = {k: evaluate(model, X, Y) for k, (X, Y) in splits_xy.items()}
+    calibrated, chosen, state = None, "running", model.state_dict()
+    if cfg.calibrate and has_batchnorm(model):
+        state = {k: v.clone() for k, v in state.items()}
+        calibrate_batchnorm(model, splits.train[0])
+        calibrated = {k: evaluate(model, X, Y) for k, (X, Y) in splits_xy.items()}
+        if calibrated["val"] < running["val"]:
+            chosen, state = "calibrated", model.state_dict()
+        else:
+            model.load_state_dict(state)
+    best = calibrated if chosen == "calibrated" else running
+    save_atomic({"config": model.config.to_dict(), "state_dict": model.state_dict()}, run_dir / "model.pt")
+
+    metrics = {"steps": cfg.steps, "train_loss": best["train"], "val_loss": best["val"], "test_loss": best["test"],
+               "running": running, "calibrated": calibrated, "statistics": chosen,
+               "seconds": round(history["seconds"], 2),
+               "steps_per_second": round(cfg.steps / history["seconds"], 1) if history["seconds"] else None,
+               "initial_loss": history["initial_loss"], "val_history": history["val"]}
+    write_json(metrics, run_dir / "metrics.json")
+
+    chunk = min(1000, max(1, cfg.steps // 20))  # the lecture's 1000; finer for short runs
+    report = {
+        "initial_loss": history["initial_loss"],
+        "ln_vocab": math.log(model.config.vocab_size),
+        "snapshots": history["snapshots"],
+        "update_ratio": {"steps": history["update_steps"], "log10": history["update_log10"]},
+        "loss_curve": {"chunk": chunk, "log10_loss": diagnostics.loss_curve(history["losses"], chunk)},
+        "health": diagnostics.health(history["initial_loss"], model.config.vocab_size,
+                                     history["snapshots"][0], history["update_log10"]),
+    }
+    write_json(report, run_dir / "diagnostics.json")
+    from training.plots import write_plots  # matplotlib only when a run finishes
+
+    write_plots(report, run_dir / "plots")
+    return metrics
