@@ -13,6 +13,8 @@ worse than the current version's by more than `tolerance` is refused unless forc
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -22,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from artifact import ArtifactError
-from artifact.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
+from artifact.manifest import MANIFEST_FILE, Manifest
 
 POINTER = "CURRENT"
 TEMP_PREFIX = ".tmp-"
@@ -83,11 +85,8 @@ def publish(staging_dir: str | Path, root: str | Path, name: str, force: bool = 
         _quality_gate(staged, root, name, force, tolerance)
         _remove_stale_temps(d)
 
-        now = datetime.now(timezone.utc)
-        version = f"{now:%Y%m%dT%H%M%SZ}-{staged.files[MODEL_FILE][:6]}"
+        now, version = _new_version(d, staged)
         final = d / version
-        if final.exists():
-            raise ArtifactError(f"{final} already exists (the same model published twice within a second)")
         tmp = d / f"{TEMP_PREFIX}{version}"
         shutil.copytree(staging_dir, tmp)
         staged.name, staged.version = name, version
@@ -105,6 +104,18 @@ def publish(staging_dir: str | Path, root: str | Path, name: str, force: bool = 
         _pause("published")
     log.info("published %s/%s (val loss %.4f)", name, version, staged.metrics["val"])
     return version
+
+
+def _new_version(d: Path, staged: Manifest) -> tuple[datetime, str]:
+    """UTC time to the second + a short hash of the staged manifest (which holds the files' sha256,
+    the metrics and the corpus fingerprint): names sort by time, and the hash names the content."""
+    digest = hashlib.sha256(json.dumps(staged.to_dict(), sort_keys=True).encode()).hexdigest()[:6]
+    while True:
+        now = datetime.now(timezone.utc)
+        version = f"{now:%Y%m%dT%H%M%SZ}-{digest}"
+        if not (d / version).exists():
+            return now, version
+        time.sleep(1 - now.microsecond / 1e6)  # the same model again within a second: take the next one
 
 
 def _quality_gate(new: Manifest, root, name: str, force: bool, tolerance: float) -> None:

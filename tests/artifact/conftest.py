@@ -1,0 +1,71 @@
+"""A real, tiny artifact built once per session by the training side's own writer (fold, export,
+verify), on a synthetic corpus; tests get their own copy to break."""
+import json
+import random
+import shutil
+
+import pytest
+import torch
+
+from artifact.manifest import MANIFEST_FILE
+
+SYLLABLES = ["ka", "li", "mo", "ra", "na", "el", "an", "jo", "su", "ti", "ve", "ro", "bi"]
+
+
+def synthetic_names(n=300, seed=0):
+    rng = random.Random(seed)
+    return sorted({"".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 4))) for _ in range(n)})
+
+
+@pytest.fixture(scope="session")
+def staged_artifact(tmp_path_factory):
+    from training.data import load_corpus, make_splits
+    from training.model import ModelConfig, NameMLP
+    from training.publish import write_artifact
+
+    root = tmp_path_factory.mktemp("staged")
+    corpus_file = root / "names.txt"
+    corpus_file.write_text("\n".join(synthetic_names()) + "\n")
+    corpus = load_corpus(corpus_file)
+    splits = make_splits(corpus, block_size=3)
+    torch.set_num_threads(1)  # a tiny model: more threads only contend on busy shared cores
+    torch.manual_seed(0)
+    model = NameMLP(ModelConfig(vocab_size=splits.vocab.size, n_embd=4, n_hidden=16, bn_momentum=0.1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    X, Y = splits.train
+    for _ in range(200):
+        ix = torch.randint(0, len(X), (32,))
+        _, loss = model(X[ix], Y[ix])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        val = float(model(*splits.val)[1])
+    metrics = {"steps": 200, "train_loss": val, "val_loss": val, "test_loss": val, "statistics": "running",
+               "running": {"train": val, "val": val, "test": val}, "calibrated": None, "seconds": 1.0}
+    diagnostics = {"health": {"ok": True, "warnings": []}}
+    out = root / "artifact"
+    write_artifact(out, model, corpus, splits, train_config={"steps": 200}, metrics=metrics,
+                   diagnostics=diagnostics)
+    return out
+
+
+@pytest.fixture
+def artifact_dir(staged_artifact, tmp_path):
+    """A private copy of the staged artifact (version not yet stamped)."""
+    return shutil.copytree(staged_artifact, tmp_path / "staged")
+
+
+def edit_manifest(path, **changes):
+    """Rewrite manifest.json with top-level fields replaced (no validation: tests write bad ones too)."""
+    f = path / MANIFEST_FILE
+    d = json.loads(f.read_text())
+    d.update(changes)
+    f.write_text(json.dumps(d))
+    return d
+
+
+@pytest.fixture
+def edit():
+    return edit_manifest

@@ -1,0 +1,193 @@
+"""A training run directory -> folded, exported, verified artifact -> a new version in the registry.
+
+    python -m training.publish RUN_DIR --registry models --name names [--force] [--tolerance 0.01]
+
+Nothing reaches the registry unless the folded weights reproduce the trained model on the whole val
+set (max abs logit difference <= 1e-5), onnxruntime reproduces it too (<= 1e-4), and the val loss the
+shipped graph gives matches the run's metrics.json (so the quality gate compares true numbers).
+The registry then self-tests the staged artifact with the service's own loader before publishing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import torch.nn.functional as F
+
+from artifact import ArtifactError, registry
+from artifact.manifest import (FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, NAMES_FILE, REPORT_DIR, Manifest,
+                               sha256_file)
+from training.data import DEFAULT_YEAR, Corpus, CorpusError, Splits, load_corpus, make_splits
+from training.export import INPUT, OPSET, OUTPUT, to_onnx
+from training.fold import fold
+from training.model import ModelConfig, NameMLP
+
+FOLD_TOLERANCE = 1e-5  # max abs logit difference, folded (numpy) vs unfolded eval-mode torch
+ONNX_TOLERANCE = 1e-4  # the same for onnxruntime
+METRICS_TOLERANCE = 1e-3  # val loss of the exported graph vs the run's metrics.json
+PROBE_SIZE = 8
+
+log = logging.getLogger(__name__)
+
+
+def publish_run(run_dir: str | Path, registry_root: str | Path, name: str, force: bool = False,
+                tolerance: float = 0.01) -> str:
+    """Publish the model in `run_dir` as a new version of `<registry_root>/<name>`; return the version."""
+    run_dir = Path(run_dir)
+    config = _read_json(run_dir / "config.json")
+    metrics = _read_json(run_dir / "metrics.json")
+    diagnostics = _read_json(run_dir / "diagnostics.json")
+    model = load_model(run_dir / "model.pt")
+    corpus, splits = rebuild_data(config, model.config)
+    with tempfile.TemporaryDirectory(prefix="namegen-staging-") as staging:
+        write_artifact(staging, model, corpus, splits, train_config=config.get("train", {}),
+                       metrics=metrics, diagnostics=diagnostics, seed=config.get("data", {}).get("seed", 42),
+                       plots_dir=run_dir / "plots")
+        return registry.publish(staging, registry_root, name, force=force, tolerance=tolerance)
+
+
+def load_model(path: Path) -> NameMLP:
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: not found (is this a finished training run?)") from None
+    model = NameMLP(ModelConfig(**saved["config"]))
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
+def rebuild_data(config: dict, model_config: ModelConfig) -> tuple[Corpus, Splits]:
+    """The run's corpus and split again, refusing if the corpus is not the one the model was trained on."""
+    data = config.get("data", {})
+    corpus = load_corpus(data.get("path"), year=data.get("year") or DEFAULT_YEAR)
+    if data.get("sha256") and data["sha256"] != corpus.sha256:
+        raise ArtifactError(f"corpus {corpus.source} has changed since training "
+                            f"(sha256 {corpus.sha256[:12]}..., the run recorded {data['sha256'][:12]}...)")
+    splits = make_splits(corpus, model_config.block_size, seed=data.get("seed", 42))
+    if splits.vocab.size != model_config.vocab_size or config.get("vocab", splits.vocab.chars) != splits.vocab.chars:
+        raise ArtifactError(f"vocabulary {splits.vocab.chars!r} of {corpus.source} does not match the "
+                            f"run's ({config.get('vocab')!r}, model vocab_size {model_config.vocab_size})")
+    return corpus, splits
+
+
+def write_artifact(out_dir: str | Path, model: NameMLP, corpus: Corpus, splits: Splits, *, train_config: dict,
+                   metrics: dict, diagnostics: dict, seed: int = 42,
+                   plots_dir: str | Path | None = None) -> Manifest:
+    """Fold, export, verify on the val set, and write a staged version directory (version left empty)."""
+    out = Path(out_dir)
+    model.eval()
+    folded = fold(model)
+    onnx_model = to_onnx(folded)
+    X_val, Y_val = splits.val
+    check = verify(model, folded, onnx_model.SerializeToString(), X_val.numpy(), Y_val.numpy())
+    _check_metrics(metrics, check["val_loss"])
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MODEL_FILE).write_bytes(onnx_model.SerializeToString())
+    (out / NAMES_FILE).write_text("".join(n + "\n" for n in corpus.names), encoding="utf-8")
+    report = out / REPORT_DIR
+    report.mkdir(exist_ok=True)
+    (report / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    (report / "diagnostics.json").write_text(json.dumps(diagnostics, indent=1) + "\n")
+    if plots_dir is not None and Path(plots_dir).is_dir():
+        shutil.copytree(plots_dir, report / "plots", dirs_exist_ok=True)
+
+    health = diagnostics.get("health")
+    if not isinstance(health, dict):
+        raise ArtifactError("diagnostics.json has no 'health' summary ({ok, warnings})")
+    manifest = Manifest(
+        format_version=FORMAT_VERSION, name="", version="", created="",
+        vocab=splits.vocab.chars, block_size=model.config.block_size,
+        architecture={"model": model.config.to_dict(), "parameters": model.num_params(),
+                      "folded_parameters": folded.num_params(), "onnx_opset": OPSET},
+        training=train_config,
+        corpus={"source": corpus.source, "year": corpus.year, "sha256": corpus.sha256,
+                "seed": seed, "sizes": splits.sizes()},
+        metrics={"train": metrics.get("train_loss"), "val": metrics["val_loss"], "test": metrics.get("test_loss"),
+                 "statistics": metrics.get("statistics"), "running": metrics.get("running"),
+                 "calibrated": metrics.get("calibrated"), "steps": metrics.get("steps"),
+                 "seconds": metrics.get("seconds"), "verification": check},
+        health={"ok": bool(health.get("ok")), "warnings": list(health.get("warnings", []))},
+        files={f: sha256_file(out / f) for f in (MODEL_FILE, NAMES_FILE)},
+        probe=probe_set(model, X_val),
+        io={"input": INPUT, "output": OUTPUT},
+    )
+    manifest.write(out / MANIFEST_FILE)
+    return manifest
+
+
+def verify(model: NameMLP, folded, onnx_bytes: bytes, X: np.ndarray, Y: np.ndarray) -> dict:
+    """Folded and onnxruntime logits vs the unfolded eval-mode model on (X, Y); refuse beyond tolerance."""
+    with torch.no_grad():
+        ref = model.eval()(torch.from_numpy(X))[0].numpy()
+    fold_diff = float(np.abs(folded.forward(X) - ref).max())
+    if not fold_diff <= FOLD_TOLERANCE:
+        raise ArtifactError(f"folded model differs from the trained one by {fold_diff:.3g} on the val set "
+                            f"(tolerance {FOLD_TOLERANCE:g})")
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    logits = session.run([OUTPUT], {INPUT: X})[0]
+    onnx_diff = float(np.abs(logits - ref).max())
+    if not onnx_diff <= ONNX_TOLERANCE:
+        raise ArtifactError(f"onnxruntime output differs from the trained model by {onnx_diff:.3g} on the val "
+                            f"set (tolerance {ONNX_TOLERANCE:g})")
+    val_loss = float(F.cross_entropy(torch.from_numpy(logits).double(), torch.from_numpy(Y)))
+    return {"examples": len(X), "fold_max_abs_diff": fold_diff, "onnx_max_abs_diff": onnx_diff,
+            "val_loss": val_loss}
+
+
+def probe_set(model: NameMLP, X: torch.Tensor, size: int = PROBE_SIZE) -> list[dict]:
+    """`size` distinct contexts spread over X, with the unfolded eval-mode model's log-probabilities."""
+    contexts = torch.unique(X, dim=0)  # sorted rows
+    contexts = contexts[np.linspace(0, len(contexts) - 1, min(size, len(contexts))).round().astype(int)]
+    with torch.no_grad():
+        logits = model.eval()(contexts)[0]
+    logprobs = F.log_softmax(logits.double(), dim=-1)  # float32 logits, float64 softmax: as the loader does
+    return [{"context": c.tolist(), "logprobs": lp.tolist()} for c, lp in zip(contexts, logprobs)]
+
+
+def _check_metrics(metrics: dict, val_loss: float) -> None:
+    if not isinstance(metrics.get("val_loss"), (int, float)):
+        raise ArtifactError("metrics.json has no val_loss")
+    if abs(metrics["val_loss"] - val_loss) > METRICS_TOLERANCE:
+        raise ArtifactError(f"metrics.json says val loss {metrics['val_loss']:.4f}, but the exported model "
+                            f"gives {val_loss:.4f} on the rebuilt val set: model.pt and metrics.json "
+                            f"(or the corpus) do not belong together")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: not found (is this a finished training run?)") from None
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: cannot read ({e})") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.publish", description=__doc__.splitlines()[0])
+    p.add_argument("run_dir", help="a finished training run directory")
+    p.add_argument("--registry", default="models", help="registry root (default: models)")
+    p.add_argument("--name", default="names", help="model name in the registry (default: names)")
+    p.add_argument("--force", action="store_true", help="publish even if the quality gate refuses")
+    p.add_argument("--tolerance", type=float, default=0.01, help="quality gate's val loss tolerance")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        version = publish_run(args.run_dir, args.registry, args.name, force=args.force, tolerance=args.tolerance)
+    except (ArtifactError, CorpusError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(version)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
