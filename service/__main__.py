@@ -1,0 +1,24 @@
+"""`python -m service` (or `namegen-serve`): uvicorn with the settings from NAMEGEN_* variables."""
+from __future__ import annotations
+
+import uvicorn
+
+from service.logs import setup_logging
+from service.settings import get_settings
+
+
+def main() -> None:
+    settings = get_settings()
+    setup_logging(settings.log_format, settings.log_level)
+    options = dict(host=settings.host, port=settings.port, log_config=None, access_log=False,
+                   log_level=settings.log_level, timeout_graceful_shutdown=30)
+    if settings.workers > 1:
+        # Several processes: each worker imports the factory and reads the environment itself.
+        uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **options)
+    else:
+        from service.app import create_app
+        uvicorn.run(create_app(settings), **options)
+
+
+if __name__ == "__main__":
+    main()

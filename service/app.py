@@ -1,0 +1,159 @@
+"""The app factory: settings in, FastAPI app out. The model is loaded in the lifespan, never at import."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from service.logs import get_logger, setup_logging
+from service.metrics import Metrics
+from service.reload import ModelState, Reloader
+from service.routes import Gate, router
+from service.settings import Settings, get_settings
+
+log = get_logger("app")
+access = get_logger("access")
+
+DESCRIPTION = """Names sampled from makemore part 3's BatchNorm MLP, served from its ONNX artifact.
+See docs/service.md for the semantics of every parameter."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="namegen", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.model = ModelState()
+    app.state.gate = Gate(settings.max_in_flight)
+    app.include_router(router)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, server_error)
+    app.add_middleware(RequestMiddleware, metrics=app.state.metrics, max_body=settings.max_body_bytes)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn factory for several workers: every worker reads the environment itself."""
+    settings = get_settings()
+    setup_logging(settings.log_format, settings.log_level)
+    return create_app(settings)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI):
+    settings: Settings = app.state.settings
+    app.state.executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="namegen")
+    reloader = Reloader(settings, app.state.model, app.state.metrics)
+    await asyncio.to_thread(reloader.check)  # the first attempt; a failure leaves /readyz at 503
+    watcher = asyncio.create_task(reloader.run())
+    loop = asyncio.get_running_loop()
+    hup = False
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
+        loop.add_signal_handler(signal.SIGHUP, reloader.request)  # main thread of a real server only
+        hup = True
+    try:
+        yield
+    finally:
+        if hup:
+            loop.remove_signal_handler(signal.SIGHUP)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        app.state.executor.shutdown(wait=True)
+
+
+# ---- errors: always {"detail": [{"field", "message", ...}]} ---------------------------------------
+
+def _field(loc: tuple | list) -> str | None:
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header") else \
+        [str(p) for p in loc]
+    if not parts:
+        return "body" if loc and loc[0] == "body" else None
+    return ".".join(parts)
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    items = []
+    for e in exc.errors():
+        loc = list(e.get("loc", ()))
+        item: dict[str, Any] = {"field": _field(loc), "message": e.get("msg", "invalid"), "loc": loc,
+                                "type": e.get("type")}
+        items.append(item)
+    return JSONResponse({"detail": items}, status_code=422)
+
+
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    return JSONResponse({"detail": [{"field": None, "message": str(exc.detail)}]}, status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+async def server_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": [{"field": None, "message": "internal error"}]}, status_code=500)
+
+
+# ---- per request: id, body limit, metrics, one log line (plain ASGI: cheaper than BaseHTTPMiddleware)
+
+class RequestMiddleware:
+    def __init__(self, app, metrics: Metrics, max_body: int):
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        request_id = length = None
+        for k, v in scope["headers"]:
+            if k == b"x-request-id":
+                request_id = v.decode("latin-1")[:128]
+            elif k == b"content-length":
+                length = v
+        request_id = request_id or uuid.uuid4().hex
+        rid_header = (b"x-request-id", request_id.encode("latin-1"))
+        status = 500
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            await send(message)
+
+        received = 0
+
+        async def receive_limited():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise HTTPException(413, f"request body larger than {self.max_body} bytes")
+            return message
+
+        try:
+            if length is not None and length.isdigit() and int(length) > self.max_body:
+                response = JSONResponse({"detail": [{"field": "body", "message": f"request body larger than "
+                                                     f"{self.max_body} bytes"}]}, status_code=413)
+                await response(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive_limited, send_with_id)
+        finally:
+            seconds = time.perf_counter() - start
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.observe(path, scope["method"], status, seconds)
+            access.info("request", extra={"fields": {"request_id": request_id, "method": scope["method"],
+                                          "path": scope["path"], "status": status,
+                                          "duration_ms": round(seconds * 1000, 3)}})

@@ -1,0 +1,43 @@
+"""Prometheus metrics, one registry per app (so several apps in one test process stay apart).
+With several workers each process keeps its own counts; a scrape sees the worker that answered."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # no *_created series: they double the output and nobody reads them
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("namegen_requests", "HTTP requests by route, method and status",
+                                ["route", "method", "status"], registry=r)
+        self.latency = Histogram("namegen_request_duration_seconds", "HTTP request latency",
+                                 ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=r)
+        self.names = Counter("namegen_names_generated", "names returned by /generate", registry=r)
+        self.scored = Counter("namegen_names_scored", "names scored by /score", registry=r)
+        self.busy = Counter("namegen_busy_rejections", "requests refused with 503: too many in flight",
+                            registry=r)
+        self.in_flight = Gauge("namegen_in_flight", "generations and scorings in flight", registry=r)
+        self.model = Gauge("namegen_model_info", "1 for the model version being served",
+                           ["name", "version"], registry=r)
+        self.reloads = Counter("namegen_reloads", "model (re)loads by outcome", ["outcome"], registry=r)
+        self.ready = Gauge("namegen_ready", "1 when a validated model is loaded", registry=r)
+        for outcome in ("ok", "failed"):
+            self.reloads.labels(outcome)
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        code = str(status)
+        self.requests.labels(route, method, code).inc()
+        self.latency.labels(route, method, code).observe(seconds)
+
+    def serving(self, name: str, version: str) -> None:
+        """Record the model now served (the previous version's series is dropped)."""
+        self.model.clear()
+        self.model.labels(name, version).set(1)
+        self.ready.set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,186 @@
+"""HTTP routes: validate, take the engine reference once, run the CPU work off the event loop."""
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Annotated, Any, Callable
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from service.engine import Engine
+from service.metrics import Metrics
+from service.schemas import (
+    SEED_LIMIT, ErrorResponse, GenerateQuery, GenerateRequest, GenerateResponse, ScoreRequest, ScoreResponse,
+)
+from service.settings import Settings
+
+router = APIRouter()
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "invalid input; each item names the field and the reason"},
+    503: {"model": ErrorResponse, "description": "no model loaded yet, or too many requests in flight "
+                                                 "(see Retry-After)"},
+}
+
+
+class Gate:
+    """A bound on generations in flight per process. Touched only from the event loop thread."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.count = 0
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def get_engine(request: Request) -> Engine:
+    """The engine serving this request, read once: a reload swaps the reference, not this object."""
+    engine = request.app.state.model.engine
+    if engine is None:
+        raise HTTPException(503, "no validated model is loaded yet", headers={"Retry-After": "2"})
+    return engine
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def invalid(where: str, field: str, message: str, value: Any) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": (where, field), "msg": message, "input": value}])
+
+
+async def run_bounded(request: Request, fn: Callable[[], Any]) -> Any:
+    """Run fn in the app's thread pool unless too many are in flight (then 503, no queueing)."""
+    gate: Gate = request.app.state.gate
+    metrics: Metrics = request.app.state.metrics
+    if gate.count >= gate.limit:
+        metrics.busy.inc()
+        raise HTTPException(503, f"busy: {gate.limit} requests in flight", headers={"Retry-After": "1"})
+    gate.count += 1
+    metrics.in_flight.set(gate.count)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(request.app.state.executor, fn)
+    finally:
+        gate.count -= 1
+        metrics.in_flight.set(gate.count)
+
+
+def check_generate(p: GenerateRequest, where: str, engine: Engine, settings: Settings) -> int:
+    """Limits that depend on settings or on the model; returns the effective max_length."""
+    if p.count > settings.max_count:
+        raise invalid(where, "count", f"must be <= {settings.max_count}", p.count)
+    max_length = p.max_length if p.max_length is not None else min(settings.default_max_length,
+                                                                   settings.max_length)
+    if max_length > settings.max_length:
+        raise invalid(where, "max_length", f"must be <= {settings.max_length}", p.max_length)
+    if p.top_k is not None and p.top_k > engine.vocab_size:
+        raise invalid(where, "top_k", f"must be <= {engine.vocab_size} (the vocabulary size)", p.top_k)
+    bad = sorted({c for c in p.prefix if c not in engine.stoi or c == "."})
+    if bad:
+        raise invalid(where, "prefix", f"characters {''.join(bad)!r} are not in the model's vocabulary "
+                                       f"{engine.vocab[1:]!r}", p.prefix)
+    if len(p.prefix) >= max_length:
+        raise invalid(where, "prefix", f"must be shorter than max_length ({max_length})", p.prefix)
+    return max_length
+
+
+async def generate(request: Request, p: GenerateRequest, where: str, engine: Engine,
+                   settings: Settings, metrics: Metrics) -> Response:
+    max_length = check_generate(p, where, engine, settings)
+    seed = p.seed if p.seed is not None else secrets.randbelow(SEED_LIMIT)
+    gen = await run_bounded(request, lambda: engine.generate(
+        p.count, seed, temperature=p.temperature, top_k=p.top_k, prefix=p.prefix,
+        max_length=max_length, novel_only=p.novel_only))
+    metrics.names.inc(len(gen.names))
+    return JSONResponse({
+        "model": {"name": engine.name, "version": engine.version},
+        "seed": seed,
+        "requested": gen.requested,
+        "exhausted": gen.exhausted,
+        "names": [{"name": n, "logprob": lp, "novel": nv, "cut": c}
+                  for n, lp, nv, c in zip(gen.names, gen.logprobs, gen.novel, gen.cut)],
+    })
+
+
+@router.post("/generate", response_model=GenerateResponse, responses=ERRORS,
+             summary="Generate names (JSON body; an empty body means all defaults)")
+async def generate_post(request: Request, engine: EngineDep, settings: SettingsDep, metrics: MetricsDep,
+                        body: Annotated[GenerateRequest | None, Body()] = None) -> Response:
+    return await generate(request, body or GenerateRequest(), "body", engine, settings, metrics)
+
+
+@router.get("/generate", response_model=GenerateResponse, responses=ERRORS,
+            summary="Generate names (the same fields as query parameters)")
+async def generate_get(request: Request, params: Annotated[GenerateQuery, Query()], engine: EngineDep,
+                       settings: SettingsDep, metrics: MetricsDep) -> Response:
+    return await generate(request, params, "query", engine, settings, metrics)
+
+
+@router.post("/score", response_model=ScoreResponse, responses=ERRORS,
+             summary="Log-probability of given names, per character and in total")
+async def score(request: Request, body: ScoreRequest, engine: EngineDep, settings: SettingsDep,
+                metrics: MetricsDep) -> Response:
+    if len(body.names) > settings.max_score_names:
+        raise invalid("body", "names", f"at most {settings.max_score_names} names", len(body.names))
+    for i, name in enumerate(body.names):
+        bad = sorted({c for c in name if c not in engine.stoi or c == "."})
+        if bad:
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", "names", i), "input": name,
+                                           "msg": f"characters {''.join(bad)!r} are not in the model's "
+                                                  f"vocabulary {engine.vocab[1:]!r}"}])
+        if len(name) > settings.max_length:
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", "names", i), "input": name,
+                                           "msg": f"longer than {settings.max_length} characters"}])
+    scores = await run_bounded(request, lambda: engine.score(body.names))
+    metrics.scored.inc(len(scores))
+    return JSONResponse({
+        "model": {"name": engine.name, "version": engine.version},
+        "scores": [{"name": s.name, "logprob": s.logprob, "in_corpus": s.in_corpus,
+                    "per_char": [{"char": c, "logprob": lp} for c, lp in s.per_char]} for s in scores],
+    })
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"model": ErrorResponse}},
+            summary="200 only when a validated model is loaded")
+async def readyz(request: Request) -> Response:
+    state = request.app.state.model
+    if state.engine is None:
+        reason = state.last_error or "loading"
+        return JSONResponse({"detail": [{"field": None, "message": f"not ready: {reason}"}]},
+                            status_code=503, headers={"Retry-After": "2"})
+    return JSONResponse({"status": "ready", "model": {"name": state.engine.name,
+                                                      "version": state.engine.version}})
+
+
+@router.get("/model", responses={503: {"model": ErrorResponse}}, summary="The served model's manifest summary")
+async def model(request: Request, engine: EngineDep) -> dict:
+    state = request.app.state.model
+    m = engine.model.manifest
+    arch = dict(m.architecture)
+    return {
+        "name": m.name, "version": m.version, "created": m.created,
+        "vocab": m.vocab, "vocab_size": len(m.vocab), "block_size": m.block_size,
+        "parameters": {k: v for k, v in arch.items() if "param" in k},
+        "architecture": arch, "metrics": m.metrics, "health": m.health, "corpus": m.corpus,
+        "reload": {"refused": state.refused, "last_error": state.last_error},
+    }
+
+
+@router.get("/metrics", summary="Prometheus metrics (text format)")
+async def metrics_endpoint(metrics: MetricsDep) -> Response:
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

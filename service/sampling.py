@@ -1,0 +1,82 @@
+"""Counter-based random numbers and the sampling rule, vectorised over names.
+
+Every name has its own stream: the uniform used for the character at position `step` (counted
+after the prefix) of the name at stream `index` under request seed `seed` is
+
+    u(seed, index, step) = splitmix64(splitmix64(splitmix64(seed) ^ index) + (step + 1) * GOLDEN) >> 11, / 2**53
+
+so it depends on nothing but those three integers: not on batching, threads or replicas.
+`uniform` is the scalar twin of `uniforms`; both give bit-identical values.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+_U64 = np.uint64
+_INV53 = 1.0 / (1 << 53)
+
+
+def mix(z: int) -> int:
+    """splitmix64's finaliser on a Python int (taken modulo 2**64)."""
+    z &= MASK64
+    z = ((z ^ (z >> 30)) * _M1) & MASK64
+    z = ((z ^ (z >> 27)) * _M2) & MASK64
+    return z ^ (z >> 31)
+
+
+def mix_array(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on a uint64 array (multiplication wraps modulo 2**64)."""
+    z = z ^ (z >> _U64(30))
+    z = z * _U64(_M1)
+    z = z ^ (z >> _U64(27))
+    z = z * _U64(_M2)
+    return z ^ (z >> _U64(31))
+
+
+def stream_key(seed: int, index: int) -> int:
+    return mix(mix(seed) ^ index)
+
+
+def stream_keys(seed: int, indices: np.ndarray) -> np.ndarray:
+    return mix_array(np.asarray(indices, dtype=np.uint64) ^ _U64(mix(seed)))
+
+
+def uniform(key: int, step: int) -> float:
+    """u in [0, 1) for one stream key and step."""
+    return (mix(key + (step + 1) * GOLDEN) >> 11) * _INV53
+
+
+def uniforms(keys: np.ndarray, steps: int) -> np.ndarray:
+    """u in [0, 1) for an array of stream keys at steps 0..steps-1: shape (len(keys), steps)."""
+    offsets = (np.arange(1, steps + 1, dtype=np.uint64) * _U64(GOLDEN))
+    z = mix_array(keys[:, None] + offsets[None, :])
+    return (z >> _U64(11)).astype(np.float64) * _INV53
+
+
+def cdf_rows(logp: np.ndarray, temperature: float, top_k: int | None) -> np.ndarray:
+    """Unnormalised cumulative distribution over the vocabulary for each row of log-probabilities.
+
+    Temperature divides the log-probabilities (same as dividing the logits); top_k keeps the k
+    most likely characters (all characters tied with the k-th are kept)."""
+    z = logp / temperature if temperature != 1.0 else logp.copy()
+    if top_k is not None and top_k < logp.shape[1]:
+        kth = np.partition(z, logp.shape[1] - top_k, axis=1)[:, logp.shape[1] - top_k]
+        z[z < kth[:, None]] = -np.inf
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    return np.cumsum(z, axis=1, out=z)
+
+
+def choose(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draw per row: the first index whose cumulative mass exceeds u * total."""
+    x = u * cdf[:, -1]
+    return (cdf[:, :-1] <= x[:, None]).sum(axis=1)
+
+
+def choose_one(cdf_row: np.ndarray, u: float) -> int:
+    """`choose` for a single row (the same comparison, so the same answer)."""
+    return min(int(cdf_row.searchsorted(u * cdf_row[-1], side="right")), len(cdf_row) - 1)

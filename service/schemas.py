@@ -1,0 +1,97 @@
+"""Request and response bodies. Limits that depend on settings or on the loaded model (count and
+max_length maxima, the vocabulary, top_k's maximum) are checked in the routes, with the same
+422 error shape naming the field."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SEED_LIMIT = 2 ** 63
+
+
+class GenerateRequest(BaseModel):
+    """POST /generate body (strict JSON types; unknown fields are rejected)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    count: int = Field(1, ge=1, description="names to generate, 1..NAMEGEN_MAX_COUNT (default 1000)")
+    seed: int | None = Field(
+        None, ge=0, lt=SEED_LIMIT,
+        description="0 <= seed < 2**63. Name i of a request uses the random stream (seed, i), so the "
+                    "first k names of count=n equal count=k with the same seed. Drawn and returned when absent.")
+    temperature: float = Field(
+        1.0, gt=0, le=10, allow_inf_nan=False,
+        description="divides the log-probabilities before sampling: < 1 sharper, > 1 flatter")
+    top_k: int | None = Field(
+        None, ge=1, description="sample only among the k most likely characters (1..vocabulary size; "
+                                "characters tied with the k-th are kept)")
+    prefix: str = Field(
+        "", description="every name starts with this text (characters from the model's vocabulary, "
+                        "shorter than max_length); generation continues after it")
+    max_length: int | None = Field(
+        None, ge=1, description="longest name in characters, prefix included (default 32, at most "
+                                "NAMEGEN_MAX_LENGTH); a name that reaches it without ending is returned with cut=true")
+    novel_only: bool = Field(
+        False, description="skip names found in the training corpus, trying further streams "
+                           "(at most 20 x count); may return fewer names, then exhausted=true")
+
+
+class GenerateQuery(GenerateRequest):
+    """GET /generate query parameters: the same fields, parsed from text."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class GeneratedName(BaseModel):
+    name: str
+    logprob: float = Field(description="natural log of the model's probability (temperature 1, no top_k) "
+                                       "of the whole name: each character, prefix included, then the end; "
+                                       "for a cut name the characters only")
+    novel: bool = Field(description="absent from the training corpus")
+    cut: bool = Field(description="reached max_length before the model ended the name")
+
+
+class GenerateResponse(BaseModel):
+    model: ModelRef
+    seed: int
+    requested: int
+    exhausted: bool = Field(description="novel_only found fewer names than requested within its attempts")
+    names: list[GeneratedName]
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    names: list[str] = Field(min_length=1, description="names to score (characters from the vocabulary, "
+                                                       "no '.', at most NAMEGEN_MAX_LENGTH each)")
+
+
+class CharScore(BaseModel):
+    char: str = Field(description="the character, or '.' for the end of the name")
+    logprob: float
+
+
+class NameScore(BaseModel):
+    name: str
+    logprob: float = Field(description="sum of per_char: log-probability of the name, end included")
+    per_char: list[CharScore]
+    in_corpus: bool
+
+
+class ScoreResponse(BaseModel):
+    model: ModelRef
+    scores: list[NameScore]
+
+
+class ErrorItem(BaseModel):
+    field: str | None = Field(description="the offending field (dotted for nested), or null")
+    message: str
+    loc: list[str | int] = []
+
+
+class ErrorResponse(BaseModel):
+    detail: list[ErrorItem]

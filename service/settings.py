@@ -1,0 +1,37 @@
+"""Service settings from environment variables (prefix NAMEGEN_), read once per process."""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NAMEGEN_", protected_namespaces=(), extra="ignore")
+
+    model_dir: Path = Field(Path("models"), description="registry root holding <name>/CURRENT")
+    model_name: str = Field("names", min_length=1)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    max_count: int = Field(1000, ge=1, description="upper bound of `count` per request")
+    max_length: int = Field(64, ge=2, description="upper bound of `max_length` per request")
+    default_max_length: int = Field(32, ge=2)
+    max_score_names: int = Field(1000, ge=1, description="upper bound of names per /score request")
+    max_in_flight: int = Field(16, ge=1, description="generations in flight per worker before 503")
+    threads: int = Field(2, ge=1, description="worker threads per process for the CPU work")
+    max_body_bytes: int = Field(64 * 1024, ge=256, description="larger request bodies get 413")
+    reload_interval: float = Field(5.0, ge=0, description="seconds between CURRENT checks; 0 = off")
+    cache_rows: int = Field(32768, ge=0, description="contexts kept in the log-probability cache")
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "info"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings from the environment (cached)."""
+    return Settings()
