@@ -22,9 +22,10 @@ import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 
-from artifact import ArtifactError, registry
+from artifact import ArtifactError
 from artifact.manifest import (FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, NAMES_FILE, REPORT_DIR, Manifest,
                                sha256_file)
+from artifact.registry import publish as publish_version
 from training.data import DEFAULT_YEAR, Corpus, CorpusError, Splits, load_corpus, make_splits
 from training.export import INPUT, OPSET, OUTPUT, to_onnx
 from training.fold import fold
@@ -38,9 +39,9 @@ PROBE_SIZE = 8
 log = logging.getLogger(__name__)
 
 
-def publish_run(run_dir: str | Path, registry_root: str | Path, name: str, force: bool = False,
+def publish_run(run_dir: str | Path, registry: str | Path, name: str, force: bool = False,
                 tolerance: float = 0.01) -> str:
-    """Publish the model in `run_dir` as a new version of `<registry_root>/<name>`; return the version."""
+    """Publish the model in `run_dir` as a new version of `<registry>/<name>`; return the version."""
     run_dir = Path(run_dir)
     config = _read_json(run_dir / "config.json")
     metrics = _read_json(run_dir / "metrics.json")
@@ -51,7 +52,7 @@ def publish_run(run_dir: str | Path, registry_root: str | Path, name: str, force
         write_artifact(staging, model, corpus, splits, train_config=config.get("train", {}),
                        metrics=metrics, diagnostics=diagnostics, seed=config.get("data", {}).get("seed", 42),
                        plots_dir=run_dir / "plots")
-        return registry.publish(staging, registry_root, name, force=force, tolerance=tolerance)
+        return publish_version(staging, registry, name, force=force, tolerance=tolerance)
 
 
 def load_model(path: Path) -> NameMLP:
@@ -86,10 +87,15 @@ def write_artifact(out_dir: str | Path, model: NameMLP, corpus: Corpus, splits: 
                    plots_dir: str | Path | None = None) -> Manifest:
     """Fold, export, verify on the val set, and write a staged version directory (version left empty)."""
     out = Path(out_dir)
+    health = diagnostics.get("health")
+    if not isinstance(health, dict):
+        raise ArtifactError("diagnostics.json has no 'health' summary ({ok, warnings})")
+    X_val, Y_val = splits.val
+    if len(X_val) == 0:
+        raise ArtifactError(f"the val split of {corpus.source} is empty: nothing to verify the export on")
     model.eval()
     folded = fold(model)
     onnx_model = to_onnx(folded)
-    X_val, Y_val = splits.val
     check = verify(model, folded, onnx_model.SerializeToString(), X_val.numpy(), Y_val.numpy())
     _check_metrics(metrics, check["val_loss"])
 
@@ -103,9 +109,6 @@ def write_artifact(out_dir: str | Path, model: NameMLP, corpus: Corpus, splits: 
     if plots_dir is not None and Path(plots_dir).is_dir():
         shutil.copytree(plots_dir, report / "plots", dirs_exist_ok=True)
 
-    health = diagnostics.get("health")
-    if not isinstance(health, dict):
-        raise ArtifactError("diagnostics.json has no 'health' summary ({ok, warnings})")
     manifest = Manifest(
         format_version=FORMAT_VERSION, name="", version="", created="",
         vocab=splits.vocab.chars, block_size=model.config.block_size,
