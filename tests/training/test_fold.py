@@ -82,7 +82,7 @@ def test_fold_uses_the_stored_statistics_not_the_batch(trained):
     model, splits = trained
     bns = [m for m in model.layers if isinstance(m, nn.BatchNorm1d)]
     if not bns:
-        pytest.skip("no BatchNorm")
+        pytest.skip("no BatchNorm: no statistics to fold")
     before = fold(model).forward(splits.val[0][:4].numpy())
     with torch.no_grad():
         bns[0].running_mean += 1.0
