@@ -37,6 +37,7 @@ def test_publish_creates_a_complete_version_and_moves_the_pointer(artifact_dir, 
     assert current_version(root, "names") == version == list_versions(root, "names")[0]
     d = version_path(root, "names", version)
     assert {p.name for p in d.iterdir()} >= {"model.onnx", "manifest.json", "names.txt", "report"}
+    assert d.stat().st_mode & 0o755 == 0o755  # readable by a service running as another user
     manifest = json.loads((d / MANIFEST_FILE).read_text())
     assert (manifest["name"], manifest["version"]) == ("names", version)
     assert manifest["created"].endswith("Z")
