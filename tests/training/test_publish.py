@@ -33,6 +33,9 @@ def train_run(out, corpus_file, steps):
     train = TrainConfig(steps=steps, lr=0.1, eval_interval=steps, checkpoint_interval=steps, diag_interval=steps,
                         update_interval=50)
     run(out, model, train, splits, data_info, progress=False, log=lambda *a: None)
+    # The CLI draws the real plots; a stand-in is enough to show publish copies them into the report.
+    (out / "plots").mkdir(exist_ok=True)
+    (out / "plots" / "stand-in.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     return out
 
 
