@@ -86,7 +86,8 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     items = []
     for e in exc.errors():
         loc = list(e.get("loc", ()))
-        item: dict[str, Any] = {"field": _field(loc), "message": e.get("msg", "invalid"), "loc": loc,
+        field = "body" if e.get("type") == "json_invalid" else _field(loc)
+        item: dict[str, Any] = {"field": field, "message": e.get("msg", "invalid"), "loc": loc,
                                 "type": e.get("type")}
         items.append(item)
     return JSONResponse({"detail": items}, status_code=422)

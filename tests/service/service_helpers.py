@@ -1,0 +1,116 @@
+"""Helpers for the service tests (a module of its own: every test folder has a conftest.py)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from artifact.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
+from artifact.registry import POINTER, current_version, set_current, version_path
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = "names"
+
+
+def make_version(registry: Path, corrupt: bool = False, point: bool = True) -> str:
+    """Copy the current version to a new version name (manifest restamped); with corrupt=True the
+    copy's model.onnx is damaged so the loader refuses it. Moves CURRENT to it when point=True."""
+    current = current_version(registry, NAME)
+    source = version_path(registry, NAME, current)
+    n = len([p for p in (registry / NAME).iterdir() if not p.name.startswith(".")])
+    version = f"{current}-copy{n}{'-corrupt' if corrupt else ''}"
+    target = version_path(registry, NAME, version)
+    shutil.copytree(source, target)
+    manifest = Manifest.read(target / MANIFEST_FILE)
+    manifest.version = version
+    manifest.write(target / MANIFEST_FILE)
+    if corrupt:
+        data = bytearray((target / MODEL_FILE).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (target / MODEL_FILE).write_bytes(bytes(data))
+    if point:
+        if corrupt:  # set_current would accept it too; write the pointer the same atomic way
+            tmp = registry / NAME / f".tmp-{POINTER}"
+            tmp.write_text(version + "\n")
+            os.replace(tmp, registry / NAME / POINTER)
+        else:
+            set_current(registry, NAME, version)
+    return version
+
+
+class Server:
+    """A real `python -m service` process on an ephemeral 127.0.0.1 port; logs in a file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        full_env = {**os.environ, "NAMEGEN_HOST": "127.0.0.1", "NAMEGEN_PORT": "0", "NAMEGEN_WORKERS": "1",
+                    "PYTHONUNBUFFERED": "1", **env}
+        self.proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=full_env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = self._wait_for_url()
+
+    def _wait_for_url(self, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", self.log_path.read_text())
+            if m:
+                return m.group(1)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.log_path.read_text()}")
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+
+    def logs(self) -> list[dict]:
+        """The JSON log lines written so far."""
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def wait_until(predicate, timeout: float = 20, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def metric(text: str, name: str, /, **labels: str) -> float:
+    """A sample's value from Prometheus text, 0.0 when absent."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        metric_name, _, rest = key.partition("{")
+        if metric_name != name:
+            continue
+        if all(f'{k}="{v}"' in rest for k, v in labels.items()) or not want:
+            return float(value)
+    return 0.0

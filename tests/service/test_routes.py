@@ -1,0 +1,321 @@
+"""The HTTP API in process (TestClient runs the lifespan): happy paths, every invalid input, metrics."""
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from service_helpers import NAME, metric
+
+from service.app import create_app
+
+
+def field_errors(r):
+    return {(d["field"], d["message"]) for d in r.json()["detail"]}
+
+
+def fields(r):
+    return {d["field"] for d in r.json()["detail"]}
+
+
+# ---- happy paths -----------------------------------------------------------------------------------
+
+def test_generate_post_returns_names_with_model_and_seed(client):
+    r = client.post("/generate", json={"count": 5, "seed": 1})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["model"]["name"] == NAME
+    assert body["seed"] == 1
+    assert body["requested"] == 5
+    assert body["exhausted"] is False
+    assert len(body["names"]) == 5
+    for item in body["names"]:
+        assert set(item) == {"name", "logprob", "novel", "cut"}
+        assert item["logprob"] < 0
+
+
+def test_generate_get_equals_post(client):
+    r_get = client.get("/generate", params={"count": 7, "seed": 3, "temperature": 0.7, "top_k": 5,
+                                            "prefix": "a", "max_length": 10, "novel_only": "false"})
+    r_post = client.post("/generate", json={"count": 7, "seed": 3, "temperature": 0.7, "top_k": 5,
+                                            "prefix": "a", "max_length": 10, "novel_only": False})
+    assert r_get.status_code == 200
+    assert r_post.status_code == 200
+    assert r_get.json() == r_post.json()
+
+
+def test_generate_defaults_to_one_name_and_draws_a_seed(client):
+    r1, r2 = client.post("/generate"), client.get("/generate")
+    assert r1.status_code == 200
+    assert r2.status_code == 200
+    assert len(r1.json()["names"]) == 1
+    assert 0 <= r1.json()["seed"] < 2 ** 63
+    assert r1.json()["seed"] != r2.json()["seed"]
+    again = client.post("/generate", json={"seed": r1.json()["seed"]})
+    assert again.json()["names"] == r1.json()["names"]
+
+
+def test_generate_is_deterministic_and_first_k_of_n(client):
+    n = client.post("/generate", json={"count": 50, "seed": 42}).json()["names"]
+    k = client.post("/generate", json={"count": 10, "seed": 42}).json()["names"]
+    assert client.post("/generate", json={"count": 50, "seed": 42}).json()["names"] == n
+    assert k == n[:10]
+
+
+def test_generate_prefix_and_max_length(client):
+    r = client.post("/generate", json={"count": 30, "seed": 1, "prefix": "ka", "max_length": 5, "temperature": 4})
+    assert r.status_code == 200
+    names = r.json()["names"]
+    assert all(x["name"].startswith("ka") and len(x["name"]) <= 5 for x in names)
+    assert any(x["cut"] for x in names)
+
+
+def test_generate_novel_only(client):
+    r = client.post("/generate", json={"count": 50, "seed": 1, "novel_only": True})
+    assert r.status_code == 200
+    assert all(x["novel"] for x in r.json()["names"])
+
+
+def test_generate_accepts_the_limits(client):
+    r = client.post("/generate", json={"count": 1000, "seed": 0, "temperature": 10, "top_k": 27, "max_length": 64})
+    assert r.status_code == 200
+    assert len(r.json()["names"]) == 1000
+
+
+def test_score_returns_per_character_log_probabilities(client):
+    gen = client.post("/generate", json={"count": 3, "seed": 8}).json()["names"]
+    r = client.post("/score", json={"names": [g["name"] for g in gen] + ["emma"]})
+    assert r.status_code == 200
+    scores = r.json()["scores"]
+    assert [s["name"] for s in scores] == [g["name"] for g in gen] + ["emma"]
+    for g, s in zip(gen, scores):
+        assert s["logprob"] == pytest.approx(g["logprob"], abs=1e-9)
+        assert [c["char"] for c in s["per_char"]] == list(g["name"]) + ["."]
+        assert s["in_corpus"] == (not g["novel"])
+    assert scores[-1]["in_corpus"] is True
+
+
+def test_health_ready_and_model(client):
+    assert client.get("/healthz").status_code == 200
+    r = client.get("/readyz")
+    assert r.status_code == 200
+    assert r.json()["model"]["name"] == NAME
+    m = client.get("/model")
+    assert m.status_code == 200
+    body = m.json()
+    assert body["vocab"] == ".abcdefghijklmnopqrstuvwxyz"
+    assert body["block_size"] == 3
+    assert body["parameters"]["parameters"] == 47024
+    for key in ("version", "created", "metrics", "health", "architecture"):
+        assert key in body
+
+
+def test_request_id_is_echoed_or_generated(client):
+    r = client.get("/healthz", headers={"X-Request-ID": "req-123"})
+    assert r.headers["x-request-id"] == "req-123"
+    assert len(client.get("/healthz").headers["x-request-id"]) == 32
+
+
+def test_openapi_documents_the_parameters(client):
+    r = client.get("/openapi.json")
+    assert r.status_code == 200
+    text = json.dumps(r.json())
+    for word in ("temperature", "top_k", "prefix", "max_length", "novel_only", "log-probability"):
+        assert word in text
+
+
+# ---- invalid input: 422 naming the field ---------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_generate_rejects_non_finite_temperature(client, value):
+    r = client.post("/generate", content=f'{{"temperature": {value}}}', headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert fields(r) == {"temperature"}
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1", "10.5"])
+def test_generate_get_rejects_bad_temperature(client, value):
+    r = client.get("/generate", params={"temperature": value})
+    assert r.status_code == 422
+    assert fields(r) == {"temperature"}
+
+
+@pytest.mark.parametrize("value", [0, -0.5, 10.01])
+def test_generate_rejects_temperature_out_of_range(client, value):
+    r = client.post("/generate", json={"temperature": value})
+    assert r.status_code == 422
+    assert fields(r) == {"temperature"}
+
+
+@pytest.mark.parametrize("value", [0, -3, 1001])
+def test_generate_rejects_count_out_of_range(client, value):
+    r = client.post("/generate", json={"count": value})
+    assert r.status_code == 422
+    assert fields(r) == {"count"}
+    assert client.get("/generate", params={"count": value}).status_code == 422
+
+
+def test_generate_rejects_count_above_configured_max(registry, settings_for):
+    with TestClient(create_app(settings_for(registry, max_count=10))) as c:
+        r = c.post("/generate", json={"count": 11})
+        assert r.status_code == 422
+        assert field_errors(r) == {("count", "must be <= 10")}
+        assert c.post("/generate", json={"count": 10}).status_code == 200
+
+
+def test_generate_rejects_prefix_outside_vocab(client):
+    for prefix in ["Anna", "jo3", "a.b", "é"]:
+        r = client.post("/generate", json={"prefix": prefix})
+        assert r.status_code == 422
+        assert fields(r) == {"prefix"}
+        assert "vocabulary" in r.json()["detail"][0]["message"]
+    assert client.get("/generate", params={"prefix": "X"}).status_code == 422
+
+
+def test_generate_rejects_prefix_too_long(client):
+    r = client.post("/generate", json={"prefix": "abcde", "max_length": 5})
+    assert r.status_code == 422
+    assert field_errors(r) == {("prefix", "must be shorter than max_length (5)")}
+    assert client.post("/generate", json={"prefix": "a" * 32}).status_code == 422  # default max_length 32
+
+
+@pytest.mark.parametrize("value", [0, 65, -1])
+def test_generate_rejects_max_length_out_of_range(client, value):
+    r = client.post("/generate", json={"max_length": value})
+    assert r.status_code == 422
+    assert fields(r) == {"max_length"}
+
+
+@pytest.mark.parametrize("value", [0, 28])
+def test_generate_rejects_top_k_out_of_range(client, value):
+    r = client.post("/generate", json={"top_k": value})
+    assert r.status_code == 422
+    assert fields(r) == {"top_k"}
+
+
+@pytest.mark.parametrize("value", [-1, 2 ** 63])
+def test_generate_rejects_seed_out_of_range(client, value):
+    r = client.post("/generate", json={"seed": value})
+    assert r.status_code == 422
+    assert fields(r) == {"seed"}
+
+
+def test_generate_rejects_unknown_fields(client):
+    r = client.post("/generate", json={"count": 1, "temprature": 0.5})
+    assert r.status_code == 422
+    assert field_errors(r) == {("temprature", "Extra inputs are not permitted")}
+
+
+def test_generate_get_rejects_unknown_query_parameters(client):
+    r = client.get("/generate", params={"count": 1, "n": 5})
+    assert r.status_code == 422
+    assert fields(r) == {"n"}
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"count": "5"}, "count"), ({"count": 2.5}, "count"), ({"count": True}, "count"),
+    ({"temperature": "hot"}, "temperature"), ({"prefix": 3}, "prefix"), ({"novel_only": "yes"}, "novel_only"),
+    ({"top_k": [1]}, "top_k"), ({"seed": "1"}, "seed"),
+])
+def test_generate_rejects_wrong_types(client, body, field):
+    r = client.post("/generate", json=body)
+    assert r.status_code == 422
+    assert fields(r) == {field}
+
+
+def test_generate_get_rejects_wrong_types(client):
+    for params, field in [({"count": "many"}, "count"), ({"novel_only": "perhaps"}, "novel_only"),
+                          ({"seed": "1.5"}, "seed")]:
+        r = client.get("/generate", params=params)
+        assert r.status_code == 422
+        assert fields(r) == {field}
+
+
+def test_generate_rejects_malformed_json(client):
+    r = client.post("/generate", content=b'{"count": ', headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["field"] == "body"
+    r = client.post("/generate", json=[1, 2])
+    assert r.status_code == 422
+
+
+def test_oversized_body_gets_413(client):
+    r = client.post("/generate", json={"prefix": "a" * 100_000})
+    assert r.status_code == 413
+    assert r.json()["detail"][0]["field"] == "body"
+
+
+def test_oversized_chunked_body_gets_413(client):
+    def chunks():
+        for _ in range(100):
+            yield b" " * 1024
+    r = client.post("/score", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_score_rejects_names_outside_vocab(client):
+    r = client.post("/score", json={"names": ["anna", "Bob"]})
+    assert r.status_code == 422
+    assert fields(r) == {"names.1"}
+    assert client.post("/score", json={"names": []}).status_code == 422
+    assert client.post("/score", json={"names": "anna"}).status_code == 422
+    assert client.post("/score", json={"names": ["a.b"]}).status_code == 422
+    assert client.post("/score", json={"names": ["a" * 65]}).status_code == 422
+
+
+def test_unknown_route_is_json_404(client):
+    r = client.get("/nope")
+    assert r.status_code == 404
+    assert r.json()["detail"][0]["message"] == "Not Found"
+
+
+def test_too_many_in_flight_gets_503_with_retry_after(registry, settings_for):
+    with TestClient(create_app(settings_for(registry, max_in_flight=2))) as c:
+        c.app.state.gate.count = 2  # as if two generations were running
+        r = c.post("/generate", json={"count": 1})
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "1"
+        assert "busy" in r.json()["detail"][0]["message"]
+        assert metric(c.get("/metrics").text, "namegen_busy_rejections_total") == 1
+        c.app.state.gate.count = 1
+        assert c.post("/generate", json={"count": 1}).status_code == 200
+
+
+# ---- readiness and metrics -----------------------------------------------------------------------
+
+def test_readyz_is_503_before_a_model_is_loaded(tmp_path, settings_for):
+    with TestClient(create_app(settings_for(tmp_path / "empty"))) as c:
+        assert c.get("/healthz").status_code == 200
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        assert "CURRENT" in r.json()["detail"][0]["message"]
+        g = c.post("/generate", json={})
+        assert g.status_code == 503
+        assert g.headers["retry-after"]
+        assert c.get("/model").status_code == 503
+        text = c.get("/metrics").text
+        assert metric(text, "namegen_ready") == 0
+        assert metric(text, "namegen_reloads_total", outcome="failed") == 1
+
+
+def test_metrics_count_what_was_served(registry, settings_for):
+    with TestClient(create_app(settings_for(registry))) as client:
+        check_metrics_count_what_was_served(client)
+
+
+def check_metrics_count_what_was_served(client):
+    for count in (1, 2, 3):
+        assert client.post("/generate", json={"count": count, "seed": 1}).status_code == 200
+    assert client.get("/generate", params={"count": 4}).status_code == 200
+    assert client.post("/generate", json={"count": 0}).status_code == 422
+    assert client.post("/score", json={"names": ["ab", "cd"]}).status_code == 200
+    text = client.get("/metrics").text
+    assert metric(text, "namegen_requests_total", route="/generate", method="POST", status="200") == 3
+    assert metric(text, "namegen_requests_total", route="/generate", method="GET", status="200") == 1
+    assert metric(text, "namegen_requests_total", route="/generate", method="POST", status="422") == 1
+    assert metric(text, "namegen_request_duration_seconds_count", route="/generate", method="POST",
+                  status="200") == 3
+    assert metric(text, "namegen_names_generated_total") == 10
+    assert metric(text, "namegen_names_scored_total") == 2
+    version = client.get("/readyz").json()["model"]["version"]
+    assert metric(text, "namegen_model_info", name=NAME, version=version) == 1
+    assert metric(text, "namegen_reloads_total", outcome="ok") == 1
+    assert metric(text, "namegen_ready") == 1
