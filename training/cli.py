@@ -6,6 +6,7 @@ Exit codes: 0 done; 1 publishing refused; 2 a user error (bad corpus, config val
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -111,6 +112,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except train.TrainingInterrupted as e:
         print(f"namegen-train: {e}; continue with: namegen-train train --out {out} --resume", file=sys.stderr)
         return 130
+    from training.plots import write_plots  # matplotlib: only once a run is done
+
+    write_plots(json.loads((out / "diagnostics.json").read_text()), out / "plots")
     print_metrics(metrics)
     print(f"wrote {out}/model.pt, metrics.json, diagnostics.json, plots/")
     if args.publish:

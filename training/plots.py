@@ -26,6 +26,7 @@ def write_plots(report: dict, out_dir: str | Path) -> list[Path]:
     }
     paths = []
     for name, fig in figures.items():
+        fig.subplots_adjust(left=0.06, right=0.98, bottom=0.13, top=0.92, wspace=0.15)  # no layout engine: 3x faster
         fig.savefig(out_dir / name, dpi=90)
         plt.close(fig)
         paths.append(out_dir / name)
@@ -41,7 +42,6 @@ def histograms(first: dict, last: dict, group: str, key: str, title: str, descri
             ax.plot(h["x"], h["density"], label=f"{entry['name']}: {describe(entry)}")
         ax.set_title(f"{title} distribution, step {snap['step']:,}")
         ax.legend(fontsize=7)
-    fig.tight_layout()
     return fig
 
 
@@ -54,7 +54,6 @@ def update_ratio(ratios: dict) -> plt.Figure:
     ax.set_ylabel("log10(update std / data std)")
     ax.set_title("update:data ratio per weight")
     ax.legend(fontsize=7)
-    fig.tight_layout()
     return fig
 
 
@@ -65,5 +64,4 @@ def loss(curve: dict) -> plt.Figure:
     ax.set_xlabel("step")
     ax.set_ylabel("log10 loss")
     ax.set_title(f"training loss, mean per {curve['chunk']:,} steps")
-    fig.tight_layout()
     return fig

@@ -1,0 +1,131 @@
+"""The command line: help, one-line user errors with exit code 2, a real run, resume, publish."""
+import json
+import sys
+import types
+
+import pytest
+import torch
+
+from training import config
+from training.cli import build_parser, main
+
+TINY = ["--steps", "120", "--n-embd", "4", "--n-hidden", "16", "--eval-interval", "60", "--diag-interval", "60",
+        "--checkpoint-interval", "60", "--update-interval", "10", "--no-progress"]
+
+
+def train_subparser():
+    parser = build_parser()
+    return next(a for a in parser._actions if a.dest == "command").choices["train"]
+
+
+def test_every_train_flag_has_help_text(capsys):
+    for action in train_subparser()._actions:
+        assert action.help, action.option_strings
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--preset", "--config", "--data", "--year", "--out", "--steps", "--lr", "--resume", "--publish",
+                 "--calibrate", "--threads", "--bn-momentum", "--optimizer"):
+        assert flag in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    (["train", "--steps", "many"], "argument --steps: invalid int value: 'many'"),
+    (["fly"], "invalid choice: 'fly'"),
+])
+def test_bad_flags_are_one_line_errors_with_exit_code_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and message in err and err.count("\n") == 1
+
+
+def test_bad_values_and_presets_are_one_line_errors_with_exit_code_2(tmp_path, names_file, capsys):
+    bad_corpus = tmp_path / "bad.txt"
+    bad_corpus.write_text("ann\nmary ann\n")
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("[train]\nlr = 'fast'\n")
+    cases = [
+        (["--data", str(bad_corpus)], f"{bad_corpus}:2: name 'mary ann' contains whitespace"),
+        (["--data", str(tmp_path / "none.txt")], "none.txt: corpus file not found"),
+        (["--preset", "lecture-z"], "unknown preset 'lecture-z'; choose from original"),
+        (["--config", str(bad_toml)], "bad.toml: [train] lr must be float, got 'fast'"),
+        (["--config", str(tmp_path / "none.toml")], "none.toml: config file not found"),
+        (["--steps", "0", "--data", str(names_file)], "steps must be >= 1, got 0"),
+        (["--group", "2", "--data", str(names_file)], "block_size == group ** n_layers"),
+        (["--resume", "--out", str(tmp_path)], "config.json: not found"),
+    ]
+    for argv, message in cases:
+        assert main(["train", "--out", str(tmp_path / "run"), *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_toml_overrides_the_preset_and_flags_override_the_toml(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('preset = "lecture-b"\n[model]\nn_hidden = 64\nbn_momentum = 0.01\n'
+                    '[train]\nsteps = 5000\nlr = 1\n[data]\nyear = 2000\n')
+    cfg = config.resolve(None, path, {"train": {"steps": 7}})
+    assert cfg.preset == "lecture-b" and cfg.model.n_layers == 5 and cfg.model.n_hidden == 64
+    assert cfg.train.steps == 7 and cfg.train.lr == 1.0 and cfg.train.lr_decay_step == 150_000
+    assert cfg.data.year == 2000 and cfg.data.path is None
+    assert config.resolve("kaiming", path).preset == "kaiming"
+
+
+@pytest.mark.parametrize("toml, message", [
+    ("[model]\nwidth = 3\n", "[model] has no field 'width'"),
+    ("[model]\nvocab_size = 30\n", "vocab_size comes from the data"),
+    ("[optim]\nlr = 1\n", "unexpected key 'optim'"),
+    ("[train]\nsteps = 1.5\n", "[train] steps must be int, got 1.5"),
+    ("[train]\ncalibrate = 1\n", "[train] calibrate must be bool"),
+    ("[train\n", "not valid TOML"),
+])
+def test_toml_mistakes_name_the_file_and_key(tmp_path, toml, message):
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    with pytest.raises(config.ConfigError, match=str(path).replace(".", r"\.")) as info:
+        config.resolve(None, path)
+    assert message in str(info.value)
+
+
+def test_every_preset_carries_a_model_and_a_training_recipe():
+    for name in ("original", "fix-softmax", "fix-tanh", "kaiming", "batchnorm"):
+        recipe = config.resolve(name).train
+        assert (recipe.optimizer, recipe.batch_size, recipe.steps, recipe.lr, recipe.lr_decay_step) == \
+               ("sgd", 32, 200_000, 0.1, 100_000)
+    assert config.resolve("lecture-b").train.lr_decay_step == 150_000
+    assert config.resolve("wavenet").train.optimizer == "adamw"
+
+
+def test_cli_trains_into_a_run_directory_resumes_and_publishes(tmp_path, names_file, capsys, monkeypatch):
+    out = tmp_path / "run"
+    calls = []
+    fake = types.ModuleType("training.publish")
+    fake.publish_run = lambda run_dir, registry, name, force=False: calls.append((run_dir, registry, name, force)) or "v7"
+    monkeypatch.setitem(sys.modules, "training.publish", fake)
+
+    code = main(["train", "--data", str(names_file), "--out", str(out), *TINY,
+                 "--publish", str(tmp_path / "models"), "--name", "tiny", "--force"])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    assert "vocab size 27, block size 3" in stdout and "parameters" in stdout and "steps/s" in stdout
+    assert f"published {tmp_path / 'models'}/tiny/v7" in stdout
+    assert calls == [(out, str(tmp_path / "models"), "tiny", True)]
+    for name in ("config.json", "checkpoint.pt", "model.pt", "metrics.json", "diagnostics.json"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "plots").glob("*.png"))) == 5
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["preset"] == "lecture-a" and saved["data"]["source"] == str(names_file)
+    assert saved["train"]["steps"] == 120 and saved["model"]["n_hidden"] == 16
+    assert "health" in json.loads((out / "diagnostics.json").read_text())
+
+    # A finished run resumes to the same place; other settings next to --resume are refused.
+    before = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    after = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--steps", "5"]) == 2
+    assert "drop the other settings" in capsys.readouterr().err
