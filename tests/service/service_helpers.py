@@ -12,19 +12,19 @@ import time
 from pathlib import Path
 
 from artifact.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
-from artifact.registry import POINTER, current_version, set_current, version_path
+from artifact.registry import POINTER, list_versions, set_current, version_path
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "names"
 
 
 def make_version(registry: Path, corrupt: bool = False, point: bool = True) -> str:
-    """Copy the current version to a new version name (manifest restamped); with corrupt=True the
-    copy's model.onnx is damaged so the loader refuses it. Moves CURRENT to it when point=True."""
-    current = current_version(registry, NAME)
-    source = version_path(registry, NAME, current)
-    n = len([p for p in (registry / NAME).iterdir() if not p.name.startswith(".")])
-    version = f"{current}-copy{n}{'-corrupt' if corrupt else ''}"
+    """Copy the trained version (the oldest) to a new version name, manifest restamped; with
+    corrupt=True the copy's model.onnx is damaged so the loader refuses it. Moves CURRENT to it
+    when point=True."""
+    versions = list_versions(registry, NAME)
+    source = version_path(registry, NAME, versions[0])
+    version = f"{versions[0]}-copy{len(versions)}{'-corrupt' if corrupt else ''}"
     target = version_path(registry, NAME, version)
     shutil.copytree(source, target)
     manifest = Manifest.read(target / MANIFEST_FILE)
