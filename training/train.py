@@ -274,7 +274,7 @@ def run(run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfi
                 lr_now = lr
 
             ix = torch.randint(0, len(Ytr), (cfg.batch_size,), generator=batches)  # (B,)
-            _, loss = model(Xtr[ix], Ytr[ix])
+            _, loss = model(Xtr.index_select(0, ix), Ytr.index_select(0, ix))  # cheaper than Xtr[ix]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             record_update = step % cfg.update_interval == 0

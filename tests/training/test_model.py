@@ -111,3 +111,27 @@ def test_model_config_rejects_inconsistent_values(bad, message):
 def test_unknown_preset_names_the_choices():
     with pytest.raises(KeyError, match="lecture-a"):
         preset("lecture-z")
+
+
+def test_batchnorm_matches_torch_batchnorm1d_in_training_and_eval():
+    from training.model import BatchNorm
+
+    ours, ref = BatchNorm(6, momentum=0.01), torch.nn.BatchNorm1d(6, momentum=0.01)
+    x = torch.randn(32, 6, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    torch.testing.assert_close(ours(x), ref(x))
+    torch.testing.assert_close(ours.running_mean, ref.running_mean)
+    torch.testing.assert_close(ours.running_var, ref.running_var)
+    ours.eval(), ref.eval()
+    torch.testing.assert_close(ours(x[:3]), ref(x[:3]))
+
+
+def test_batchnorm_on_sequences_normalises_each_channel_over_batch_and_positions():
+    from training.model import BatchNorm
+
+    bn = BatchNorm(5, momentum=1.0)  # momentum 1: the running stats become this batch's
+    x = torch.randn(8, 4, 5, generator=torch.Generator().manual_seed(0)) * 2 + 3  # (B, T, C)
+    y = bn(x)
+    flat = y.reshape(-1, 5)
+    torch.testing.assert_close(flat.mean(0), torch.zeros(5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(bn.running_mean, x.reshape(-1, 5).mean(0))
+    torch.testing.assert_close(bn.running_var, x.reshape(-1, 5).var(0))
