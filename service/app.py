@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
+import random
 import contextlib
 import signal
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -34,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.model = ModelState()
     app.state.gate = Gate(settings.max_in_flight)
+    app.state.seeds = random.Random(os.urandom(16))  # seeds for requests without one (not secrets)
     app.include_router(router)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
@@ -110,6 +113,8 @@ class RequestMiddleware:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body
+        self.prefix = os.urandom(8).hex()  # generated ids: a random per-process prefix and a counter
+        self.counter = itertools.count()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -121,7 +126,7 @@ class RequestMiddleware:
                 request_id = v.decode("latin-1")[:128]
             elif k == b"content-length":
                 length = v
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or f"{self.prefix}{next(self.counter):08x}"
         rid_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500
 

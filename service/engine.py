@@ -22,6 +22,7 @@ from service import sampling
 
 _RUN_CHUNK = 4096  # rows per model call when filling the cache
 _SCALAR_MAX = 4  # batches up to this size are sampled one name at a time
+_TAIL = 4  # a batch finishes its last few names one at a time
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,12 @@ class Score:
     in_corpus: bool
 
 
+def _flat(table: np.ndarray) -> memoryview:
+    """A flat view of a float64 table whose items index as Python floats (the one-name loop reads
+    single numbers; a memoryview hands them out several times faster than numpy indexing)."""
+    return memoryview(table.reshape(-1))
+
+
 class ContextCache:
     """context key -> row of log-probabilities and of the temperature-1 CDF, for at most
     `capacity` contexts. Rows are written once and never changed, so readers need no lock."""
@@ -58,6 +65,7 @@ class ContextCache:
         self.slots: dict[int, int] = {}
         self.logp = np.empty((capacity, vocab_size), dtype=np.float64)
         self.cdf = np.empty((capacity, vocab_size), dtype=np.float64)
+        self.flat_logp, self.flat_cdf = _flat(self.logp), _flat(self.cdf)
         self.size = 0
 
     def row(self, key: int) -> int | None:
@@ -92,9 +100,11 @@ class DenseCache:
         self.filled = np.zeros(contexts, dtype=bool)
         self.logp = np.empty((contexts, vocab_size), dtype=np.float64)
         self.cdf = np.empty((contexts, vocab_size), dtype=np.float64)
+        self.flat_logp, self.flat_cdf = _flat(self.logp), _flat(self.cdf)
+        self._filled = memoryview(self.filled)
 
     def row(self, key: int) -> int | None:
-        return key if self.filled[key] else None
+        return key if self._filled[key] else None
 
     def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         miss = ~self.filled[keys]
@@ -188,6 +198,17 @@ class Engine:
         self._store(unique.tolist(), new_logp, new_cdf)
         return logp, cdf
 
+    def tables(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log-probability table, CDF table, row of each key): the common all-cached case hands out
+        the cache's own tables, so callers gather only what they need."""
+        cache = self._cache
+        if cache is not None:
+            idx, miss = cache.find(keys)
+            if miss is None:
+                return cache.logp, cache.cdf, idx
+        logp, cdf = self.rows_by_key(keys)
+        return logp, cdf, np.arange(len(keys))
+
     def _store(self, keys: list[int], logp: np.ndarray, cdf: np.ndarray) -> None:
         with self._lock:
             if self._cache.insert(keys, logp, cdf):
@@ -255,11 +276,15 @@ class Engine:
             got_names, got_logprobs, got_cut = self._sample(
                 seed, start, batch, temperature, top_k, prefix, prefix_ids, max_length)
             start += batch
-            got_novel = [name not in self.corpus for name in got_names]
-            keep = [i for i, ok in enumerate(got_novel) if ok][:need] if novel_only else range(batch)
+            corpus = self.corpus
+            got_novel = [name not in corpus for name in got_names]
+            if not novel_only:
+                names, logprobs, novel, cut = got_names, got_logprobs, got_novel, got_cut
+                break
+            keep = [i for i, ok in enumerate(got_novel) if ok][:need]
             names += [got_names[i] for i in keep]
             logprobs += [got_logprobs[i] for i in keep]
-            novel += [got_novel[i] for i in keep]
+            novel += [True] * len(keep)
             cut += [got_cut[i] for i in keep]
         return Generation(names, logprobs, novel, cut, requested=count, attempts=start)
 
@@ -291,7 +316,10 @@ class Engine:
         return self._sample_batch(seed, start, n, temperature, top_k, prefix, prefix_ids, max_length)
 
     def _start_key(self, prefix_ids: list[int]) -> int:
-        return int(np.array(([0] * self.block_size + prefix_ids)[-self.block_size:]) @ self._powers)
+        key = 0
+        for c in prefix_ids[-self.block_size:]:
+            key = key * self.vocab_size + c
+        return key
 
     def _sample_batch(self, seed, start, n, temperature, top_k, prefix, prefix_ids, max_length):
         steps = max_length - len(prefix_ids)
@@ -305,11 +333,22 @@ class Engine:
         alive = np.arange(n)
         default = temperature == 1.0 and top_k is None
         for step in range(steps):
-            logp, cdf = self.rows_by_key(keys)
-            if not default:
-                cdf = sampling.cdf_rows(logp, temperature, top_k)
+            if len(alive) <= _TAIL and step:
+                # A few long names left: finish them one by one (fewer numpy calls per step).
+                for i, key in zip(alive.tolist(), keys.tolist()):
+                    drawn, logps = self._walk(key, step, steps, 0, u_all[i], temperature, top_k)
+                    chars[i, step:step + len(drawn)] = drawn
+                    picked[i, step + 1:step + 1 + len(drawn)] = logps
+                    if drawn[-1] == 0:
+                        lengths[i] = step + len(drawn) - 1
+                break
+            logp_t, cdf_t, rows = self.tables(keys)
+            if default:
+                cdf = cdf_t[rows]
+            else:
+                cdf = sampling.cdf_rows(logp_t[rows], temperature, top_k)
             c = sampling.choose(cdf, u_all[alive, step])
-            picked[alive, step + 1] = logp[np.arange(len(c)), c]
+            picked[alive, step + 1] = logp_t[rows, c]
             chars[alive, step] = c
             ended = c == 0
             if ended.any():
@@ -321,36 +360,58 @@ class Engine:
             keys = keys % tail * V + c
         # cumsum adds left to right, the same order as the scalar path's running total.
         logprob = np.cumsum(picked, axis=1)[:, -1]
-        text = self._codepoints[chars].tobytes().decode("utf-32-le")
-        names = [prefix + text[i * steps:i * steps + k] for i, k in enumerate(lengths.tolist())]
+        # Names as one string: each name's characters then a newline (never in a vocabulary).
+        codes = np.empty((n, steps + 1), dtype=np.uint32)
+        codes[:, :steps] = self._codepoints[chars]
+        codes[np.arange(n), lengths] = ord("\n")
+        text = codes[np.arange(steps + 1) <= lengths[:, None]].tobytes().decode("utf-32-le")
+        names = text.split("\n")[:-1]
+        if prefix:
+            names = [prefix + name for name in names]
         return names, logprob.tolist(), (lengths == steps).tolist()
 
     def _sample_one(self, seed, index, temperature, top_k, prefix, prefix_ids, max_length, base):
         """One stream, one context at a time, with Python scalars where that is faster."""
-        steps = max_length - len(prefix_ids)
-        V, tail = self.vocab_size, self.vocab_size ** (self.block_size - 1)
-        stream = sampling.stream_key(seed, index)
-        key = self._start_key(prefix_ids)
-        default = temperature == 1.0 and top_k is None
-        out: list[int] = []
+        chars, logps = self._walk(self._start_key(prefix_ids), 0, max_length - len(prefix_ids),
+                                  sampling.stream_key(seed, index), None, temperature, top_k)
         total = base
-        for step in range(steps):
+        for lp in logps:
+            total += lp
+        ended = bool(chars) and chars[-1] == 0
+        name = prefix + "".join(self.vocab[c] for c in (chars[:-1] if ended else chars))
+        return name, total, not ended
+
+    def _walk(self, key: int, step: int, steps: int, stream: int, u_row: np.ndarray | None,
+              temperature: float, top_k: int | None) -> tuple[list[int], list[float]]:
+        """Draw one name's characters from `step` on, with the uniforms of stream key `stream` (or
+        u_row[step], the same numbers precomputed): the character ids drawn, the end (0) included if
+        reached, and their log-probabilities. Plain Python on flat views of the cache tables."""
+        uniform, choose_one = sampling.uniform, sampling.choose_one
+        V, tail = self.vocab_size, self.vocab_size ** (self.block_size - 1)
+        default = temperature == 1.0 and top_k is None
+        chars: list[int] = []
+        logps: list[float] = []
+        for s in range(step, steps):
             cache = self._cache
             row = cache.row(key) if cache is not None else None
             if row is None:
-                logp, cdf = self.rows_by_key(np.array([key], dtype=np.int64))
-                logp, cdf = logp[0], cdf[0]
+                logp_rows, cdf_rows = self.rows_by_key(np.array([key], dtype=np.int64))
+                flat_logp, flat_cdf, lo = _flat(logp_rows), _flat(cdf_rows), 0
             else:
-                logp, cdf = cache.logp[row], cache.cdf[row]
+                flat_logp, flat_cdf, lo = cache.flat_logp, cache.flat_cdf, row * V
             if not default:
-                cdf = sampling.cdf_rows(logp[None, :], temperature, top_k)[0]
-            c = sampling.choose_one(cdf, sampling.uniform(stream, step))
-            total += float(logp[c])
+                logp_row = np.asarray(flat_logp[lo:lo + V])
+                flat_cdf, lo_cdf = _flat(sampling.cdf_rows(logp_row[None, :], temperature, top_k)), 0
+            else:
+                lo_cdf = lo
+            u = uniform(stream, s) if u_row is None else float(u_row[s])
+            c = choose_one(flat_cdf, u, lo_cdf, V)
+            chars.append(c)
+            logps.append(flat_logp[lo + c])
             if c == 0:
-                return prefix + "".join(self.vocab[i] for i in out), total, False
-            out.append(c)
+                break
             key = key % tail * V + c
-        return prefix + "".join(self.vocab[i] for i in out), total, True
+        return chars, logps
 
     # ---- scoring -------------------------------------------------------------------------------
 

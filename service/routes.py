@@ -2,22 +2,24 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
-from typing import Annotated, Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ValidationError
 
 from service.engine import Engine
 from service.metrics import Metrics
 from service.schemas import (
-    SEED_LIMIT, ErrorResponse, GenerateQuery, GenerateRequest, GenerateResponse, ScoreRequest, ScoreResponse,
+    ErrorResponse, GenerateQuery, GenerateRequest, GenerateResponse, ScoreRequest, ScoreResponse,
 )
 from service.settings import Settings
 
 router = APIRouter()
+M = TypeVar("M", bound=BaseModel)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "invalid input; each item names the field and the reason"},
@@ -34,33 +36,37 @@ class Gate:
         self.count = 0
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+@dataclass(frozen=True)
+class Served:
+    """What a request works with, read once at its start: a reload swaps app.state.model.engine,
+    never this request's engine."""
+
+    engine: Engine
+    settings: Settings
+    metrics: Metrics
 
 
-def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
-
-
-def get_engine(request: Request) -> Engine:
-    """The engine serving this request, read once: a reload swaps the reference, not this object."""
-    engine = request.app.state.model.engine
+def served(request: Request) -> Served:
+    """Called first by each model route (a plain call: FastAPI's dependency machinery costs more
+    per request than generating a name). 503 while no validated model is loaded."""
+    state = request.app.state
+    engine = state.model.engine
     if engine is None:
         raise HTTPException(503, "no validated model is loaded yet", headers={"Retry-After": "2"})
-    return engine
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
+    return Served(engine, state.settings, state.metrics)
 
 
 def invalid(where: str, field: str, message: str, value: Any) -> RequestValidationError:
     return RequestValidationError([{"type": "value_error", "loc": (where, field), "msg": message, "input": value}])
 
 
-async def run_bounded(request: Request, fn: Callable[[], Any]) -> Any:
-    """Run fn in the app's thread pool unless too many are in flight (then 503, no queueing)."""
+INLINE_STEPS = 64  # work up to this many character steps runs on the event loop (see docs/service.md)
+
+
+async def run_bounded(request: Request, fn: Callable[[], Any], steps: int) -> Any:
+    """Run fn unless too many requests are in flight (then 503 at once, no queue). Work of more than
+    INLINE_STEPS character steps goes to the app's thread pool; smaller work (a single name: tens of
+    microseconds) runs right here, because the hop to a thread costs more than the work itself."""
     gate: Gate = request.app.state.gate
     metrics: Metrics = request.app.state.metrics
     if gate.count >= gate.limit:
@@ -69,6 +75,8 @@ async def run_bounded(request: Request, fn: Callable[[], Any]) -> Any:
     gate.count += 1
     metrics.in_flight.set(gate.count)
     try:
+        if steps <= INLINE_STEPS:
+            return fn()
         return await asyncio.get_running_loop().run_in_executor(request.app.state.executor, fn)
     finally:
         gate.count -= 1
@@ -94,14 +102,14 @@ def check_generate(p: GenerateRequest, where: str, engine: Engine, settings: Set
     return max_length
 
 
-async def generate(request: Request, p: GenerateRequest, where: str, engine: Engine,
-                   settings: Settings, metrics: Metrics) -> Response:
-    max_length = check_generate(p, where, engine, settings)
-    seed = p.seed if p.seed is not None else secrets.randbelow(SEED_LIMIT)
+async def generate(request: Request, p: GenerateRequest, where: str, s: Served) -> Response:
+    engine = s.engine
+    max_length = check_generate(p, where, engine, s.settings)
+    seed = p.seed if p.seed is not None else request.app.state.seeds.getrandbits(63)
     gen = await run_bounded(request, lambda: engine.generate(
         p.count, seed, temperature=p.temperature, top_k=p.top_k, prefix=p.prefix,
-        max_length=max_length, novel_only=p.novel_only))
-    metrics.names.inc(len(gen.names))
+        max_length=max_length, novel_only=p.novel_only), steps=p.count * max_length)
+    s.metrics.names.inc(len(gen.names))
     return JSONResponse({
         "model": {"name": engine.name, "version": engine.version},
         "seed": seed,
@@ -112,24 +120,50 @@ async def generate(request: Request, p: GenerateRequest, where: str, engine: Eng
     })
 
 
+def parse(model: type[M], where: str, *, json: bytes | None = None, query: dict | None = None) -> M:
+    """One pydantic validation of a JSON body or a query; errors carry loc (where, field...) like
+    FastAPI's own. (FastAPI's per-parameter machinery costs more than generating a name.)"""
+    try:
+        return model.model_validate_json(json) if json is not None else model.model_validate(query)
+    except ValidationError as e:
+        raise RequestValidationError([{**err, "loc": (where, *err["loc"])} for err in e.errors()]) from None
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict]:
+    """OpenAPI entries for a model's fields as query parameters."""
+    schema = model.model_json_schema()
+    return [{"name": name, "in": "query", "required": False, "schema": prop,
+             "description": prop.get("description", "")} for name, prop in schema["properties"].items()]
+
+
+def json_body(model: type[BaseModel]) -> dict:
+    """OpenAPI entry for an optional JSON body of the model."""
+    return {"required": False, "content": {"application/json": {"schema": model.model_json_schema()}}}
+
+
 @router.post("/generate", response_model=GenerateResponse, responses=ERRORS,
-             summary="Generate names (JSON body; an empty body means all defaults)")
-async def generate_post(request: Request, engine: EngineDep, settings: SettingsDep, metrics: MetricsDep,
-                        body: Annotated[GenerateRequest | None, Body()] = None) -> Response:
-    return await generate(request, body or GenerateRequest(), "body", engine, settings, metrics)
+             summary="Generate names (JSON body; an empty body means all defaults)",
+             openapi_extra={"requestBody": json_body(GenerateRequest)})
+async def generate_post(request: Request) -> Response:
+    s = served(request)
+    body = await request.body()
+    params = parse(GenerateRequest, "body", json=body) if body.strip() else GenerateRequest()
+    return await generate(request, params, "body", s)
 
 
 @router.get("/generate", response_model=GenerateResponse, responses=ERRORS,
-            summary="Generate names (the same fields as query parameters)")
-async def generate_get(request: Request, params: Annotated[GenerateQuery, Query()], engine: EngineDep,
-                       settings: SettingsDep, metrics: MetricsDep) -> Response:
-    return await generate(request, params, "query", engine, settings, metrics)
+            summary="Generate names (the same fields as query parameters)",
+            openapi_extra={"parameters": query_parameters(GenerateQuery)})
+async def generate_get(request: Request) -> Response:
+    s = served(request)
+    return await generate(request, parse(GenerateQuery, "query", query=dict(request.query_params)), "query", s)
 
 
 @router.post("/score", response_model=ScoreResponse, responses=ERRORS,
              summary="Log-probability of given names, per character and in total")
-async def score(request: Request, body: ScoreRequest, engine: EngineDep, settings: SettingsDep,
-                metrics: MetricsDep) -> Response:
+async def score(request: Request, body: ScoreRequest) -> Response:
+    s = served(request)
+    engine, settings = s.engine, s.settings
     if len(body.names) > settings.max_score_names:
         raise invalid("body", "names", f"at most {settings.max_score_names} names", len(body.names))
     for i, name in enumerate(body.names):
@@ -141,8 +175,9 @@ async def score(request: Request, body: ScoreRequest, engine: EngineDep, setting
         if len(name) > settings.max_length:
             raise RequestValidationError([{"type": "value_error", "loc": ("body", "names", i), "input": name,
                                            "msg": f"longer than {settings.max_length} characters"}])
-    scores = await run_bounded(request, lambda: engine.score(body.names))
-    metrics.scored.inc(len(scores))
+    scores = await run_bounded(request, lambda: engine.score(body.names),
+                               steps=sum(len(n) + 1 for n in body.names))
+    s.metrics.scored.inc(len(scores))
     return JSONResponse({
         "model": {"name": engine.name, "version": engine.version},
         "scores": [{"name": s.name, "logprob": s.logprob, "in_corpus": s.in_corpus,
@@ -168,9 +203,10 @@ async def readyz(request: Request) -> Response:
 
 
 @router.get("/model", responses={503: {"model": ErrorResponse}}, summary="The served model's manifest summary")
-async def model(request: Request, engine: EngineDep) -> dict:
+async def model(request: Request) -> dict:
+    s = served(request)
     state = request.app.state.model
-    m = engine.model.manifest
+    m = s.engine.model.manifest
     arch = dict(m.architecture)
     return {
         "name": m.name, "version": m.version, "created": m.created,
@@ -182,5 +218,5 @@ async def model(request: Request, engine: EngineDep) -> dict:
 
 
 @router.get("/metrics", summary="Prometheus metrics (text format)")
-async def metrics_endpoint(metrics: MetricsDep) -> Response:
-    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

