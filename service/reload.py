@@ -6,7 +6,8 @@ request in flight finishes on the engine it started with.
 
 `Reloader.check()` reads `<model_dir>/<model_name>/CURRENT`; when it names a version other than the
 one served, that version is loaded through artifact.loader (checksums, graph shape, probe set),
-self-tested by the engine (a few names and their scores), warmed, and swapped in. A version that
+self-tested by the engine (a few names and their scores), its cache warmed, and swapped in (the very
+first model is swapped in at once and warmed in the background, so the service is ready sooner). A version that
 fails is refused: the old engine keeps serving, the reason is logged and counted, and the version
 is not tried again until CURRENT changes or a SIGHUP asks explicitly.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -79,15 +81,20 @@ class Reloader:
         if version == state.refused and not force:
             return "skipped"
         started = time.perf_counter()
+        first = state.engine is None
         try:
             engine = self._load(version)
+            if not first:
+                engine.warm()  # the old version serves meanwhile: swap in a warm cache
         except Exception as e:  # ArtifactError, or anything a broken graph makes onnxruntime raise
             return self._refuse(version, f"version {version}: {e}", force)
         state.engine = engine  # the swap: one reference assignment
+        if first:  # nothing was served: be ready now, warm the cache in the background
+            threading.Thread(target=engine.warm, name="namegen-warm", daemon=True).start()
         state.refused, state.last_error = None, None
         self.metrics.reloads.labels("ok").inc()
         self.metrics.serving(engine.name, engine.version)
-        log.info("serving %s/%s (loaded, self-tested and warmed in %.2f s)", engine.name, engine.version,
+        log.info("serving %s/%s (loaded and self-tested in %.2f s)", engine.name, engine.version,
                  time.perf_counter() - started,
                  extra={"fields": {"event": "reload", "outcome": "ok", "version": version}})
         return "ok"
@@ -101,7 +108,6 @@ class Reloader:
                                 f"expected {s.model_name}/{version}")
         engine = Engine(model, cache_rows=s.cache_rows)
         self_test(engine)
-        engine.warm()
         return engine
 
     def _refuse(self, key: str, reason: str, force: bool) -> str:
