@@ -72,6 +72,7 @@ async def lifespan(app: FastAPI):
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        await asyncio.to_thread(reloader.close)
         app.state.executor.shutdown(wait=True)
 
 

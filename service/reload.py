@@ -60,6 +60,12 @@ class Reloader:
         self.metrics = metrics
         self.wake = asyncio.Event()
         self.force = False
+        self.warming: threading.Thread | None = None
+
+    def close(self) -> None:
+        """Wait for a background warm-up (onnxruntime must not be running when the process exits)."""
+        if self.warming is not None:
+            self.warming.join()
 
     def request(self) -> None:
         """Ask for a check now (the SIGHUP handler); also retries a refused version."""
@@ -90,7 +96,8 @@ class Reloader:
             return self._refuse(version, f"version {version}: {e}", force)
         state.engine = engine  # the swap: one reference assignment
         if first:  # nothing was served: be ready now, warm the cache in the background
-            threading.Thread(target=engine.warm, name="namegen-warm", daemon=True).start()
+            self.warming = threading.Thread(target=engine.warm, name="namegen-warm")
+            self.warming.start()
         state.refused, state.last_error = None, None
         self.metrics.reloads.labels("ok").inc()
         self.metrics.serving(engine.name, engine.version)
