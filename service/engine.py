@@ -1,8 +1,9 @@
 """Generation and scoring over a loaded ONNX artifact. No HTTP here.
 
 The model maps a context (block_size previous character ids, '.'=0 pads the start) to logits over
-the vocabulary. The engine turns those into float64 log-probabilities (log-softmax) and keeps them
-in an exact, bounded cache keyed by the context, so contexts seen before cost a dictionary lookup.
+the vocabulary. The engine turns those into float64 log-probabilities (log-softmax) and CDFs and
+keeps them in an exact, bounded cache keyed by the context (a dense table when every context fits,
+else a dictionary), so a context seen before costs a lookup instead of a model call.
 
 Generation runs all still-active names of a request in lock step: one model call per step on the
 contexts the cache does not hold, then one vectorised draw per name from that name's own random
@@ -22,7 +23,7 @@ from service import sampling
 
 _RUN_CHUNK = 4096  # rows per model call when filling the cache
 _SCALAR_MAX = 4  # batches up to this size are sampled one name at a time
-_TAIL = 4  # a batch finishes its last few names one at a time
+_TAIL = 12  # a batch finishes its last few names one at a time
 
 
 @dataclass(frozen=True)
@@ -324,32 +325,33 @@ class Engine:
     def _sample_batch(self, seed, start, n, temperature, top_k, prefix, prefix_ids, max_length):
         steps = max_length - len(prefix_ids)
         V, tail = self.vocab_size, self.vocab_size ** (self.block_size - 1)
+        # Per step rows (step-major, so each step writes one contiguous row):
         u_all = sampling.uniforms(sampling.stream_keys(seed, np.arange(start, start + n, dtype=np.uint64)), steps)
-        keys = np.full(n, self._start_key(prefix_ids), dtype=np.int64)
-        chars = np.zeros((n, steps), dtype=np.int64)
-        picked = np.zeros((n, steps + 1))  # column 0: the prefix; then each drawn character's log-prob
-        picked[:, 0] = self._prefix_logprob(prefix_ids)
+        chars = np.zeros((steps, n), dtype=np.int64)
+        picked = np.zeros((steps + 1, n))  # row 0: the prefix; then each drawn character's log-prob
+        picked[0] = self._prefix_logprob(prefix_ids)
         lengths = np.full(n, steps, dtype=np.int64)
+        keys = np.full(n, self._start_key(prefix_ids), dtype=np.int64)
         alive = np.arange(n)
         default = temperature == 1.0 and top_k is None
         for step in range(steps):
             if len(alive) <= _TAIL and step:
                 # A few long names left: finish them one by one (fewer numpy calls per step).
                 for i, key in zip(alive.tolist(), keys.tolist()):
-                    drawn, logps = self._walk(key, step, steps, 0, u_all[i], temperature, top_k)
-                    chars[i, step:step + len(drawn)] = drawn
-                    picked[i, step + 1:step + 1 + len(drawn)] = logps
+                    drawn, logps = self._walk(key, step, steps, 0, u_all[:, i], temperature, top_k)
+                    chars[step:step + len(drawn), i] = drawn
+                    picked[step + 1:step + 1 + len(drawn), i] = logps
                     if drawn[-1] == 0:
                         lengths[i] = step + len(drawn) - 1
                 break
             logp_t, cdf_t, rows = self.tables(keys)
             if default:
-                cdf = cdf_t[rows]
+                cdf = cdf_t.take(rows, axis=0)
             else:
-                cdf = sampling.cdf_rows(logp_t[rows], temperature, top_k)
-            c = sampling.choose(cdf, u_all[alive, step])
-            picked[alive, step + 1] = logp_t[rows, c]
-            chars[alive, step] = c
+                cdf = sampling.cdf_rows(logp_t.take(rows, axis=0), temperature, top_k)
+            c = sampling.choose(cdf, u_all[step].take(alive))
+            picked[step + 1, alive] = logp_t[rows, c]
+            chars[step, alive] = c
             ended = c == 0
             if ended.any():
                 lengths[alive[ended]] = step
@@ -358,8 +360,9 @@ class Engine:
                 if not len(alive):
                     break
             keys = keys % tail * V + c
-        # cumsum adds left to right, the same order as the scalar path's running total.
-        logprob = np.cumsum(picked, axis=1)[:, -1]
+        # cumsum adds step by step, the same order as the one-name path's running total.
+        logprob = np.cumsum(picked, axis=0)[-1]
+        chars = chars.T
         # Names as one string: each name's characters then a newline (never in a vocabulary).
         codes = np.empty((n, steps + 1), dtype=np.uint32)
         codes[:, :steps] = self._codepoints[chars]

@@ -61,6 +61,7 @@ def invalid(where: str, field: str, message: str, value: Any) -> RequestValidati
 
 
 INLINE_STEPS = 64  # work up to this many character steps runs on the event loop (see docs/service.md)
+NOVEL_ATTEMPTS = 20  # novel_only may sample up to this many streams per name (the engine's default bound)
 
 
 async def run_bounded(request: Request, fn: Callable[[], Any], steps: int) -> Any:
@@ -108,7 +109,8 @@ async def generate(request: Request, p: GenerateRequest, where: str, s: Served) 
     seed = p.seed if p.seed is not None else request.app.state.seeds.getrandbits(63)
     gen = await run_bounded(request, lambda: engine.generate(
         p.count, seed, temperature=p.temperature, top_k=p.top_k, prefix=p.prefix,
-        max_length=max_length, novel_only=p.novel_only), steps=p.count * max_length)
+        max_length=max_length, novel_only=p.novel_only),
+        steps=p.count * max_length * (NOVEL_ATTEMPTS if p.novel_only else 1))
     s.metrics.names.inc(len(gen.names))
     return JSONResponse({
         "model": {"name": engine.name, "version": engine.version},
