@@ -24,6 +24,7 @@ from service import sampling
 _RUN_CHUNK = 4096  # rows per model call when filling the cache
 _SCALAR_MAX = 4  # batches up to this size are sampled one name at a time
 _TAIL = 12  # a batch finishes its last few names one at a time
+_WARM_CHUNK = 1024  # contexts per model call while warming the cache
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,8 @@ class Engine:
                 row += len(tails)
             else:
                 row += 1
-        self.rows(contexts)
+        for start in range(0, total, _WARM_CHUNK):  # small pieces keep the temporaries (and RSS) small
+            self.rows(contexts[start:start + _WARM_CHUNK])
         return total
 
     # ---- generation ----------------------------------------------------------------------------
