@@ -178,3 +178,25 @@ def test_several_workers_give_the_same_names(trained_registry, start_server):
         answers = {tuple(x["name"] for x in c.post("/generate", json={"count": 10, "seed": 77}).json()["names"])
                    for _ in range(20)}
     assert len(answers) == 1
+
+
+def test_requests_beyond_max_in_flight_get_503_not_a_queue(trained_registry, start_server):
+    server = start_server(trained_registry, CACHE_ROWS="0", MAX_IN_FLIGHT="1", THREADS="1")
+    body = {"count": 1000, "max_length": 64, "temperature": 10, "seed": 1}
+    statuses, retry_after = [], []
+
+    def post():
+        r = httpx.post(f"{server.url}/generate", json=body, timeout=60)
+        statuses.append(r.status_code)
+        if r.status_code == 503:
+            retry_after.append(r.headers.get("retry-after"))
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(statuses)[0] == 200
+    assert 503 in statuses
+    assert retry_after and all(r == "1" for r in retry_after)
+    assert metric(httpx.get(f"{server.url}/metrics").text, "namegen_busy_rejections_total") == statuses.count(503)
