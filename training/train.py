@@ -238,9 +238,10 @@ def run(run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfi
         log(f"resuming {run_dir} at step {start:,} of {cfg.steps:,}")
     else:
         start = 0
-        history = {"initial_loss": diagnostics.initial_loss(model, Xtr[init_ix], Ytr[init_ix]), "losses": [], "val": [], "seconds": 0.0,
-                   "update_steps": [], "update_log10": {n: [] for n in weights},
-                   "snapshots": [diagnostics.snapshot(model, Xtr[diag_ix], Ytr[diag_ix], 0)]}
+        history = {"initial_loss": diagnostics.initial_loss(model, Xtr[init_ix], Ytr[init_ix]),
+                   "snapshots": [diagnostics.snapshot(model, Xtr[diag_ix], Ytr[diag_ix], 0)],
+                   "losses": [], "val": [], "update_steps": [], "update_log10": {n: [] for n in weights},
+                   "seconds": 0.0}
         write_json({"preset": preset, "model": model_config.to_dict(), "train": cfg.to_dict(), "data": data_info,
                     "vocab": splits.vocab.chars}, run_dir / "config.json")
 
@@ -261,7 +262,6 @@ def run(run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfi
     bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=not progress, smoothing=0.1)
     seconds_before, t0, lr_now = history["seconds"], time.perf_counter(), None
     with StopFlag() as stop:
-        step = start
         for step in range(start, cfg.steps):
             if stop.requested:
                 checkpoint(step)
@@ -320,15 +320,15 @@ def finish(run_dir: Path, model: NameMLP, cfg: TrainConfig, splits: Splits, hist
     """Evaluate with running (and calibrated) statistics, keep the better on val, write the reports."""
     splits_xy = {"train": splits.train, "val": splits.val, "test": splits.test}
     running = {k: evaluate(model, X, Y) for k, (X, Y) in splits_xy.items()}
-    calibrated, chosen, state = None, "running", model.state_dict()
+    calibrated, chosen = None, "running"
     if cfg.calibrate and has_batchnorm(model):
-        state = {k: v.clone() for k, v in state.items()}
+        running_state = {k: v.clone() for k, v in model.state_dict().items()}
         calibrate_batchnorm(model, splits.train[0])
         calibrated = {k: evaluate(model, X, Y) for k, (X, Y) in splits_xy.items()}
         if calibrated["val"] < running["val"]:
-            chosen, state = "calibrated", model.state_dict()
+            chosen = "calibrated"
         else:
-            model.load_state_dict(state)
+            model.load_state_dict(running_state)
     best = calibrated if chosen == "calibrated" else running
     save_atomic({"config": model.config.to_dict(), "state_dict": model.state_dict()}, run_dir / "model.pt")
 

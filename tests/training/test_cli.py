@@ -2,6 +2,7 @@
 import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,3 +130,16 @@ def test_cli_trains_into_a_run_directory_resumes_and_publishes(tmp_path, names_f
     capsys.readouterr()
     assert main(["train", "--out", str(out), "--resume", "--steps", "5"]) == 2
     assert "drop the other settings" in capsys.readouterr().err
+
+
+def test_every_config_file_in_the_repo_resolves():
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
+    assert configs
+    for path in configs:
+        config.resolve(None, path)  # raises ConfigError naming the file and key
+
+
+def test_the_lecture_a_config_file_spells_out_the_lecture_a_preset():
+    path = Path(__file__).resolve().parents[2] / "configs" / "lecture-a-names-txt.toml"
+    cfg = config.resolve(None, path)
+    assert cfg.model == config.PRESETS["lecture-a"] and cfg.train == config.RECIPES["lecture-a"]
