@@ -27,11 +27,16 @@ class Metrics:
         self.ready = Gauge("namegen_ready", "1 when a validated model is loaded", registry=r)
         for outcome in ("ok", "failed"):
             self.reloads.labels(outcome)
+        self._children: dict[tuple[str, str, int], tuple] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        code = str(status)
-        self.requests.labels(route, method, code).inc()
-        self.latency.labels(route, method, code).observe(seconds)
+        children = self._children.get((route, method, status))
+        if children is None:  # labels() takes a lock and builds a key each time: remember the pair
+            code = str(status)
+            children = self._children[(route, method, status)] = (
+                self.requests.labels(route, method, code), self.latency.labels(route, method, code))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def serving(self, name: str, version: str) -> None:
         """Record the model now served (the previous version's series is dropped)."""
