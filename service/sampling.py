@@ -57,9 +57,9 @@ def uniform(key: int, step: int) -> float:
 
 
 def uniforms(keys: np.ndarray, steps: int) -> np.ndarray:
-    """u in [0, 1) for an array of stream keys at steps 0..steps-1: shape (len(keys), steps)."""
+    """u in [0, 1) for an array of stream keys at steps 0..steps-1: shape (steps, len(keys))."""
     offsets = (np.arange(1, steps + 1, dtype=np.uint64) * _U64(GOLDEN))
-    z = mix_array(keys[:, None] + offsets[None, :])
+    z = mix_array(offsets[:, None] + keys[None, :])
     return (z >> _U64(11)).astype(np.float64) * _INV53
 
 
