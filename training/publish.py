@@ -104,8 +104,8 @@ def write_artifact(out_dir: str | Path, model: NameMLP, corpus: Corpus, splits: 
     (out / NAMES_FILE).write_text("".join(n + "\n" for n in corpus.names), encoding="utf-8")
     report = out / REPORT_DIR
     report.mkdir(exist_ok=True)
-    (report / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    (report / "diagnostics.json").write_text(json.dumps(diagnostics, indent=1) + "\n")
+    (report / "metrics.json").write_text(json.dumps(metrics, separators=(",", ":")) + "\n")
+    (report / "diagnostics.json").write_text(json.dumps(diagnostics, separators=(",", ":")) + "\n")
     if plots_dir is not None and Path(plots_dir).is_dir():
         shutil.copytree(plots_dir, report / "plots", dirs_exist_ok=True)
 
