@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test default-model lecture-table quality bench clean
+.PHONY: serve test default-model deploy-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(VENV)/.dev-installed
 # Retrain the shipped default model on the default corpus and publish it to models/.
 default-model: $(VENV)/.dev-installed
 	$(PY) -m training train --config configs/default.toml --out runs/default --publish models --name names
+
+# Builds the images and runs the compose stack for real (root; ../shared beside the clone). See docs/deploy.md.
+deploy-test:
+	.ci/deploy-test
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
