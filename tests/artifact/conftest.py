@@ -18,7 +18,7 @@ def synthetic_names(n=300, seed=0):
 
 
 @pytest.fixture(scope="session")
-def staged_artifact(tmp_path_factory):
+def staged_artifact(tmp_path_factory, sgd_steps):
     from training.data import load_corpus, make_splits
     from training.model import ModelConfig, NameMLP
     from training.publish import write_artifact
@@ -31,15 +31,7 @@ def staged_artifact(tmp_path_factory):
     torch.set_num_threads(1)  # a tiny model: more threads only contend on busy shared cores
     torch.manual_seed(0)
     model = NameMLP(ModelConfig(vocab_size=splits.vocab.size, n_embd=4, n_hidden=16, bn_momentum=0.1))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    X, Y = splits.train
-    for _ in range(200):
-        ix = torch.randint(0, len(X), (32,))
-        _, loss = model(X[ix], Y[ix])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    sgd_steps(model, *splits.train, steps=200)
     with torch.no_grad():
         val = float(model(*splits.val)[1])
     metrics = {"steps": 200, "train_loss": val, "val_loss": val, "test_loss": val, "statistics": "running",

@@ -27,22 +27,14 @@ def tiny_corpus(n=300, seed=0):
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
-def exported(request, tmp_path_factory):
+def exported(request, tmp_path_factory, sgd_steps):
     """(trained eval-mode model, val X, onnxruntime session on the exported file)."""
     kw = VARIANTS[request.param]
     splits = make_splits(tiny_corpus(), kw["block_size"])
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = NameMLP(ModelConfig(vocab_size=splits.vocab.size, bn_momentum=0.1, **kw))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    X, Y = splits.train
-    for _ in range(300):
-        ix = torch.randint(0, len(X), (32,))
-        _, loss = model(X[ix], Y[ix])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    sgd_steps(model, *splits.train, steps=300)
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
     export(fold(model), path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
