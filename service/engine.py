@@ -123,7 +123,7 @@ class Engine:
     """Sampling and scoring for one loaded model version (anything shaped like
     artifact.loader.LoadedModel: session, vocab, block_size, corpus_names, name, version)."""
 
-    def __init__(self, model: Any, cache_rows: int = 32768):
+    def __init__(self, model: Any, cache_rows: int = 8192):
         self.model = model
         self.name: str = model.name
         self.version: str = model.version

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     threads: int = Field(2, ge=1, description="worker threads per process for the CPU work")
     max_body_bytes: int = Field(64 * 1024, ge=256, description="larger request bodies get 413")
     reload_interval: float = Field(5.0, ge=0, description="seconds between CURRENT checks; 0 = off")
-    cache_rows: int = Field(32768, ge=0, description="contexts kept in the log-probability cache")
+    cache_rows: int = Field(8192, ge=0, description="contexts kept in the log-probability cache (each row costs about 0.4 KB per worker)")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "info"
 

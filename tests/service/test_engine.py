@@ -165,5 +165,5 @@ def test_novel_only_is_bounded_and_reports_exhaustion(engine):
 
 
 def test_warm_fills_the_start_contexts(loaded_model):
-    e = Engine(loaded_model)
+    e = Engine(loaded_model, cache_rows=32768)  # 60% of it holds three whole levels
     assert e.warm() == sum(26 ** d for d in range(4))  # '...', '..a'-'..z', '.aa'-..., 'aaa'-...
