@@ -89,7 +89,8 @@ def publish(staging_dir: str | Path, root: str | Path, name: str, force: bool = 
         final = d / version
         tmp = d / f"{TEMP_PREFIX}{version}"
         shutil.copytree(staging_dir, tmp)
-        os.chmod(tmp, 0o755)  # staging may be a private mkdtemp (0700); the service may run as another user
+        for p in (tmp, *tmp.rglob("*")):  # staging may be private (mkdtemp, umask 077); the service may run as another user
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
         staged.name, staged.version = name, version
         staged.created = now.isoformat(timespec="seconds").replace("+00:00", "Z")
         staged.write(tmp / MANIFEST_FILE)

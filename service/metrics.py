@@ -6,6 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -30,6 +32,8 @@ class Metrics:
         self._children: dict[tuple[str, str, int], tuple] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        if method not in METHODS:  # a client must not mint label values (each is a series kept forever)
+            method = "other"
         children = self._children.get((route, method, status))
         if children is None:  # labels() takes a lock and builds a key each time: remember the pair
             code = str(status)

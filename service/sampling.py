@@ -68,11 +68,13 @@ def cdf_rows(logp: np.ndarray, temperature: float, top_k: int | None) -> np.ndar
 
     Temperature divides the log-probabilities (same as dividing the logits); top_k keeps the k
     most likely characters (all characters tied with the k-th are kept)."""
-    z = logp / temperature if temperature != 1.0 else logp.copy()
+    # The top goes to 0 before dividing, so a tiny temperature tends to greedy instead of -inf / NaN.
+    z = logp - logp.max(axis=1, keepdims=True)
+    if temperature != 1.0:
+        z /= temperature
     if top_k is not None and top_k < logp.shape[1]:
         kth = np.partition(z, logp.shape[1] - top_k, axis=1)[:, logp.shape[1] - top_k]
         z[z < kth[:, None]] = -np.inf
-    z -= z.max(axis=1, keepdims=True)
     np.exp(z, out=z)
     return np.cumsum(z, axis=1, out=z)
 

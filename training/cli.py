@@ -138,7 +138,7 @@ def publish(run_dir: Path, registry: str, name: str, force: bool) -> int:
 
     try:
         version = publish_run(run_dir, registry, name, force=force)
-    except ArtifactError as e:
+    except (ArtifactError, OSError) as e:  # OSError: e.g. a registry this user cannot write to
         print(f"namegen-train: not published: {e}", file=sys.stderr)
         return 1
     print(f"published {registry}/{name}/{version}")

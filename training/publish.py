@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         version = publish_run(args.run_dir, args.registry, args.name, force=args.force, tolerance=args.tolerance)
-    except (ArtifactError, CorpusError) as e:
+    except (ArtifactError, CorpusError, OSError) as e:  # OSError: e.g. a registry this user cannot write to
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(version)

@@ -32,12 +32,15 @@ def with_val(staged, tmp_path, val, **corpus):
 
 def test_publish_creates_a_complete_version_and_moves_the_pointer(artifact_dir, tmp_path):
     root = tmp_path / "models"
+    for p in (artifact_dir, *artifact_dir.rglob("*")):  # a private staging dir, as mkdtemp under umask 077 makes
+        os.chmod(p, 0o700 if p.is_dir() else 0o600)
     version = publish(artifact_dir, root, "names")
     assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", version)
     assert current_version(root, "names") == version == list_versions(root, "names")[0]
     d = version_path(root, "names", version)
     assert {p.name for p in d.iterdir()} >= {"model.onnx", "manifest.json", "names.txt", "report"}
-    assert d.stat().st_mode & 0o755 == 0o755  # readable by a service running as another user
+    for p in (d, *d.rglob("*")):  # readable by a service running as another user
+        assert p.stat().st_mode & 0o444 == 0o444, p
     manifest = json.loads((d / MANIFEST_FILE).read_text())
     assert (manifest["name"], manifest["version"]) == ("names", version)
     assert manifest["created"].endswith("Z")

@@ -303,6 +303,15 @@ def test_metrics_count_what_was_served(registry, settings_for):
         check_metrics_count_what_was_served(client)
 
 
+def test_metrics_do_not_grow_a_series_per_unknown_method(registry, settings_for):
+    with TestClient(create_app(settings_for(registry))) as client:
+        for method in ("X0", "X1", "X2"):
+            client.request(method, "/nope")
+        text = client.get("/metrics").text
+    assert "X0" not in text and "X1" not in text and "X2" not in text
+    assert metric(text, "namegen_requests_total", route="unmatched", method="other") == 3
+
+
 def check_metrics_count_what_was_served(client):
     for count in (1, 2, 3):
         assert client.post("/generate", json={"count": count, "seed": 1}).status_code == 200

@@ -64,3 +64,11 @@ def test_cdf_rows_temperature_sharpens_and_flattens():
     for t, p0 in [(0.5, 0.04 / 0.68), (2.0, math.sqrt(0.2) / (math.sqrt(0.2) + math.sqrt(0.8)))]:
         cdf = sampling.cdf_rows(logp, t, None)[0]
         assert math.isclose(cdf[0] / cdf[-1], p0, rel_tol=1e-12)
+
+
+def test_cdf_rows_tiny_temperature_is_greedy_not_nan():
+    logp = np.log(np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]]))
+    cdf = sampling.cdf_rows(logp, 5e-324, None)
+    assert np.isfinite(cdf).all()
+    u = np.array([0.999, 0.999])
+    assert sampling.choose(cdf, u).tolist() == [1, 0]
