@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from artifact.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
-from artifact.registry import POINTER, list_versions, set_current, version_path
+from artifact.registry import list_versions, set_current, version_path
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "names"
@@ -35,12 +35,7 @@ def make_version(registry: Path, corrupt: bool = False, point: bool = True) -> s
         data[len(data) // 2] ^= 0xFF
         (target / MODEL_FILE).write_bytes(bytes(data))
     if point:
-        if corrupt:  # set_current would accept it too; write the pointer the same atomic way
-            tmp = registry / NAME / f".tmp-{POINTER}"
-            tmp.write_text(version + "\n")
-            os.replace(tmp, registry / NAME / POINTER)
-        else:
-            set_current(registry, NAME, version)
+        set_current(registry, NAME, version)  # checks the manifest only, so it points at a corrupt model too
     return version
 
 

@@ -3,7 +3,7 @@ import asyncio
 import json
 
 import pytest
-from service_helpers import NAME, make_version, metric
+from service_helpers import NAME, make_version, metric, wait_until
 
 from artifact.manifest import MANIFEST_FILE
 from artifact.registry import current_version, version_path
@@ -88,16 +88,9 @@ def test_run_polls_the_pointer(registry, settings_for):
         r = Reloader(settings_for(registry, reload_interval=0.05), ModelState(), Metrics())
         task = asyncio.create_task(r.run())
         try:
-            for _ in range(200):
-                if r.state.engine is not None:
-                    break
-                await asyncio.sleep(0.05)
+            await asyncio.to_thread(wait_until, lambda: r.state.engine is not None)
             version = await asyncio.to_thread(make_version, registry)
-            for _ in range(200):
-                if r.state.engine.version == version:
-                    return True
-                await asyncio.sleep(0.05)
-            return False
+            return await asyncio.to_thread(wait_until, lambda: r.state.engine.version == version)
         finally:
             task.cancel()
     assert asyncio.run(scenario())
@@ -113,11 +106,7 @@ def test_request_wakes_the_watcher_when_polling_is_off(registry, settings_for):
             await asyncio.sleep(0.3)
             assert r.state.engine.version != version  # no polling
             r.request()
-            for _ in range(200):
-                if r.state.engine.version == version:
-                    return True
-                await asyncio.sleep(0.05)
-            return False
+            return await asyncio.to_thread(wait_until, lambda: r.state.engine.version == version)
         finally:
             task.cancel()
     assert asyncio.run(scenario())
