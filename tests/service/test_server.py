@@ -6,6 +6,7 @@ import sys
 import textwrap
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from service_helpers import NAME, ROOT, make_version, metric, wait_until
@@ -168,15 +169,18 @@ def test_sigterm_lets_the_request_in_flight_finish(trained_registry, start_serve
 def test_several_workers_give_the_same_names(trained_registry, start_server):
     """Replica independence: whichever worker answers, the same seed gives the same names."""
     server = start_server(trained_registry, WORKERS="2")
-    with httpx.Client(base_url=server.url, timeout=20) as c:
+    # No keep-alive, requests in parallel: each request is a new connection that either worker may accept.
+    with httpx.Client(base_url=server.url, timeout=20, limits=httpx.Limits(max_keepalive_connections=0)) as c:
         def ready():
             try:
                 return c.get("/readyz").status_code == 200
             except httpx.TransportError:  # the parent has bound the port; workers still starting
                 return False
         wait_until(ready, timeout=60)
-        answers = {tuple(x["name"] for x in c.post("/generate", json={"count": 10, "seed": 77}).json()["names"])
-                   for _ in range(20)}
+        def names(_):
+            return tuple(x["name"] for x in c.post("/generate", json={"count": 10, "seed": 77}).json()["names"])
+        with ThreadPoolExecutor(4) as pool:
+            answers = set(pool.map(names, range(40)))
     assert len(answers) == 1
 
 
