@@ -44,15 +44,19 @@ def main(argv=None) -> int:
         raise SystemExit(f"training failed ({done.returncode}): {' '.join(cmd)}")
     wall = time.perf_counter() - started
     metrics = json.loads((ROOT / args.out / "metrics.json").read_text())
-    model_config = json.loads((ROOT / args.out / "config.json").read_text())["model"]
-    params = NameMLP(ModelConfig(**model_config)).num_params()
+    saved = json.loads((ROOT / args.out / "config.json").read_text())
+    members = saved["train"].get("members", 1)
+    params = NameMLP(ModelConfig(**saved["model"])).num_params() * members
 
     fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
     print(f"\n| model | params | val | test |\n|---|---|---|---|")
     for what, n, val, test in REFERENCES:
         print(f"| {what} | {n} | {fmt(val)} | {fmt(test)} |")
-    print(f"| ours: {args.config} ({metrics['statistics']} statistics) | {params:,} | "
+    what = f"{members} members, mean logits" if members > 1 else f"{metrics['statistics']} statistics"
+    print(f"| ours: {args.config} ({what}) | {params:,} | "
           f"{fmt(metrics['val_loss'])} | {fmt(metrics['test_loss'])} |")
+    for k, m in enumerate(metrics.get("members", [])):
+        print(f"member {k} (seed {m['seed']}): train {m['train']:.4f}, val {m['val']:.4f}, test {m['test']:.4f}")
     print(f"\ntrain {metrics['train_loss']:.4f}; wall time {wall:.0f} s (training {metrics.get('seconds', 0):.0f} s)")
     ok = metrics["val_loss"] <= args.target
     print(f"target val <= {args.target}: {'met' if ok else 'MISSED'}")

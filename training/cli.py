@@ -82,6 +82,7 @@ def overrides(args: argparse.Namespace) -> dict[str, dict]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from training import train  # torch: only when training
+    from training.ensemble import train_members
 
     given = overrides(args)
     if args.resume:
@@ -90,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.preset or args.config or any(given.values()):
             raise ConfigError("--resume continues with the run's saved configuration; drop the other settings")
         cfg, saved = config.from_run_dir(args.out)
-        if not (Path(args.out) / "checkpoint.pt").exists():
+        if not [*Path(args.out).glob("checkpoint.pt"), *Path(args.out).glob("member-*/checkpoint.pt")]:
             raise ConfigError(f"{args.out}: no checkpoint.pt to resume from")
     else:
         cfg = config.resolve(args.preset, args.config, given)
@@ -106,15 +107,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     print(f"run {out} (preset {cfg.preset}), corpus {corpus.source}"
           f"{f' {corpus.year}' if corpus.year else ''}: {len(corpus.names):,} names")
+    trainer = train.run if cfg.train.members == 1 else train_members
     try:
-        metrics = train.run(out, model_config, cfg.train, splits, data_info, resume=args.resume,
-                            progress=progress, preset=cfg.preset)
+        metrics = trainer(out, model_config, cfg.train, splits, data_info, resume=args.resume,
+                          progress=progress, preset=cfg.preset)
     except train.TrainingInterrupted as e:
         print(f"namegen-train: {e}; continue with: namegen-train train --out {out} --resume", file=sys.stderr)
         return 130
     from training.plots import write_plots  # matplotlib: only once a run is done
 
-    write_plots(json.loads((out / "diagnostics.json").read_text()), out / "plots")
+    report = json.loads((out / "diagnostics.json").read_text())
+    for k, member_report in enumerate(report.get("members", [])):
+        write_plots(member_report, out / "plots" / f"member-{k}")
+    if "members" not in report:
+        write_plots(report, out / "plots")
     print_metrics(metrics)
     print(f"wrote {out}/model.pt, metrics.json, diagnostics.json, plots/")
     if args.publish:
@@ -123,11 +129,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def print_metrics(metrics: dict) -> None:
-    rows = [("running", metrics["running"]), ("calibrated", metrics["calibrated"])]
-    print(f"{'statistics':<12} {'train':>8} {'val':>8} {'test':>8}")
+    if "members" in metrics:
+        rows = [(f"member {k}", m) for k, m in enumerate(metrics["members"])]
+        rows.append(("ensemble", {s: metrics[f"{s}_loss"] for s in ("train", "val", "test")}))
+        chosen = "ensemble"
+    else:
+        rows = [("running", metrics["running"]), ("calibrated", metrics["calibrated"])]
+        chosen = metrics["statistics"]
+    print(f"{'model' if 'members' in metrics else 'statistics':<12} {'train':>8} {'val':>8} {'test':>8}")
     for label, losses in rows:
         if losses:
-            mark = "  <- model.pt" if label == metrics["statistics"] else ""
+            mark = "  <- model.pt" if label == chosen else ""
             print(f"{label:<12} {losses['train']:>8.4f} {losses['val']:>8.4f} {losses['test']:>8.4f}{mark}")
     print(f"training loop {metrics['seconds']:.1f} s ({metrics['steps_per_second']:,.0f} steps/s)")
 

