@@ -72,7 +72,7 @@ def lecture_loop(run_dir: Path, n_names: int, no_grad: bool = False) -> tuple[fl
     torch.set_num_threads(1)
     model = load_model(run_dir / "model.pt")
     model.eval()
-    layers = list(model.layers)
+    members = [list(m.layers) for m in getattr(model, "members", [model])]  # an ensemble: mean logits
     block_size = model.config.block_size
     g = torch.Generator().manual_seed(2147483647 + 10)
     chars = 0
@@ -82,10 +82,12 @@ def lecture_loop(run_dir: Path, n_names: int, no_grad: bool = False) -> tuple[fl
             out = []
             context = [0] * block_size
             while True:
-                x = torch.tensor([context])
-                for layer in layers:
-                    x = layer(x)
-                logits = x
+                logits = 0
+                for layers in members:
+                    x = torch.tensor([context])
+                    for layer in layers:
+                        x = layer(x)
+                    logits = logits + x / len(members)
                 probs = F.softmax(logits, dim=1)
                 ix = torch.multinomial(probs, num_samples=1, generator=g).item()
                 context = context[1:] + [ix]

@@ -6,7 +6,7 @@ this module then writes the ensemble's files beside them, in the shapes publish 
   config.json       the ensemble's configuration (train.members = K, the base seed)
   model.pt          {"config", "members": [state_dict, ...]}: one member config, K state dicts
   metrics.json      the ensemble's train/val/test loss, and each member's under "members"
-  diagnostics.json  {"members": [each member's diagnostics], "health": every member's verdict}
+  diagnostics.json  {"members": [each member's diagnostics], "health": every member's warnings, marked}
 """
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def finish(run_dir: Path, model: Ensemble, cfg: TrainConfig, splits: Splits, mem
     write_json(metrics, run_dir / "metrics.json")
     reports = [json.loads((member_dir(run_dir, k) / "diagnostics.json").read_text()) for k in range(cfg.members)]
     health = {"ok": all(r["health"]["ok"] for r in reports),
-              "warnings": [f"member {k}: {w}" for k, r in enumerate(reports) for w in r["health"]["warnings"]]}
+              "warnings": [{**w, "member": k, "message": f"member {k}: {w['message']}"}
+                           for k, r in enumerate(reports) for w in r["health"]["warnings"]]}
     write_json({"members": reports, "health": health}, run_dir / "diagnostics.json")
     return metrics
 

@@ -68,9 +68,10 @@ def test_ensemble_run_reports_the_mean_model_and_every_member(ensemble_run, smal
     assert metrics["val_loss"] < min(member_vals)  # the point of an ensemble
     report = json.loads((run_dir / "diagnostics.json").read_text())
     assert len(report["members"]) == 2 and all("snapshots" in r for r in report["members"])
-    member_warnings = [w for r in report["members"] for w in r["health"]["warnings"]]
-    assert len(report["health"]["warnings"]) == len(member_warnings)
-    assert all(w.startswith("member ") for w in report["health"]["warnings"])
+    member_warnings = [(k, w["name"]) for k, r in enumerate(report["members"]) for w in r["health"]["warnings"]]
+    assert [(w["member"], w["name"]) for w in report["health"]["warnings"]] == member_warnings
+    assert all(w["message"].startswith(f"member {w['member']}: ") for w in report["health"]["warnings"])
+    assert report["health"]["ok"] == all(r["health"]["ok"] for r in report["members"])
 
 
 def test_resuming_a_finished_ensemble_changes_nothing(ensemble_run, small_splits, tiny_model, tiny_train, info):
