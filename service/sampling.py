@@ -71,7 +71,8 @@ def cdf_rows(logp: np.ndarray, temperature: float, top_k: int | None) -> np.ndar
     # The top goes to 0 before dividing, so a tiny temperature tends to greedy instead of -inf / NaN.
     z = logp - logp.max(axis=1, keepdims=True)
     if temperature != 1.0:
-        z /= temperature
+        with np.errstate(over="ignore"):  # a tiny temperature sends the non-top entries to -inf: intended
+            z /= temperature
     if top_k is not None and top_k < logp.shape[1]:
         kth = np.partition(z, logp.shape[1] - top_k, axis=1)[:, logp.shape[1] - top_k]
         z[z < kth[:, None]] = -np.inf
