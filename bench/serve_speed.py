@@ -82,9 +82,9 @@ def lecture_loop(run_dir: Path, n_names: int, no_grad: bool = False) -> tuple[fl
             out = []
             context = [0] * block_size
             while True:
-                logits = 0
+                x0, logits = torch.tensor([context]), 0
                 for layers in members:
-                    x = torch.tensor([context])
+                    x = x0
                     for layer in layers:
                         x = layer(x)
                     logits = logits + x / len(members)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -91,8 +92,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.preset or args.config or any(given.values()):
             raise ConfigError("--resume continues with the run's saved configuration; drop the other settings")
         cfg, saved = config.from_run_dir(args.out)
-        if not [*Path(args.out).glob("checkpoint.pt"), *Path(args.out).glob("member-*/checkpoint.pt")]:
-            raise ConfigError(f"{args.out}: no checkpoint.pt to resume from")
+        out = Path(args.out)
+        checkpoints = out.glob("member-*/checkpoint.pt") if cfg.train.members > 1 else out.glob("checkpoint.pt")
+        if not any(checkpoints):
+            where = "member-*/checkpoint.pt" if cfg.train.members > 1 else "checkpoint.pt"
+            raise ConfigError(f"{args.out}: no {where} to resume from")
     else:
         cfg = config.resolve(args.preset, args.config, given)
     out = Path(args.out or f"runs/{cfg.preset}")
@@ -117,9 +121,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.plots import write_plots  # matplotlib: only once a run is done
 
     report = json.loads((out / "diagnostics.json").read_text())
-    for k, member_report in enumerate(report.get("members", [])):
-        write_plots(member_report, out / "plots" / f"member-{k}")
-    if "members" not in report:
+    shutil.rmtree(out / "plots", ignore_errors=True)  # publish ships the whole folder: no stale figures
+    if "members" in report:
+        for k, member_report in enumerate(report["members"]):
+            write_plots(member_report, out / "plots" / f"member-{k}")
+    else:
         write_plots(report, out / "plots")
     print_metrics(metrics)
     print(f"wrote {out}/model.pt, metrics.json, diagnostics.json, plots/")

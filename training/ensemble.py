@@ -36,7 +36,7 @@ def train_members(run_dir: str | Path, model_config: ModelConfig, cfg: TrainConf
     member_metrics = []
     for k in range(cfg.members):
         d = member_dir(run_dir, k)
-        log(f"member {k + 1} of {cfg.members} (seed {cfg.seed + k}) in {d}")
+        log(f"member {k} (of {cfg.members}, seed {cfg.seed + k}) in {d}")
         member_cfg = replace(cfg, members=1, seed=cfg.seed + k)
         member_metrics.append(run(d, model_config, member_cfg, splits, data_info, progress=progress,
                                   resume=resume and (d / "checkpoint.pt").exists(), preset=preset, log=log))

@@ -82,5 +82,5 @@ def _chain(folded: FoldedMLP, prefix: str, output: str, inits: list, nodes: list
     return output
 
 
-def export(folded: FoldedMLP, path: str | Path) -> None:
+def export(folded: FoldedMLP | FoldedEnsemble, path: str | Path) -> None:
     onnx.save(to_onnx(folded), str(path))

@@ -27,8 +27,8 @@ from artifact.manifest import (FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, NAMES_
                                sha256_file)
 from artifact.registry import publish as publish_version
 from training.data import DEFAULT_YEAR, Corpus, CorpusError, Splits, load_corpus, make_splits
-from training.export import INPUT, OPSET, OUTPUT, to_onnx
 from training.ensemble import load_model as load_run_model
+from training.export import INPUT, OPSET, OUTPUT, to_onnx
 from training.fold import fold
 from training.model import Ensemble, ModelConfig, NameMLP
 

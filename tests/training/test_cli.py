@@ -137,7 +137,7 @@ def test_cli_trains_an_ensemble_and_resume_retrains_only_the_missing_member(tmp_
     out = tmp_path / "run"
     assert main(["train", "--data", str(names_file), "--out", str(out), *TINY, "--members", "2"]) == 0
     stdout = capsys.readouterr().out
-    assert "member 2 of 2" in stdout and "ensemble" in stdout and "<- model.pt" in stdout
+    assert "member 1 (of 2, seed 2147483648)" in stdout and "ensemble" in stdout and "<- model.pt" in stdout
     for k in range(2):
         assert len(list((out / "plots" / f"member-{k}").glob("*.png"))) == 5
     members = torch.load(out / "model.pt", weights_only=True)["members"]
@@ -151,6 +151,10 @@ def test_cli_trains_an_ensemble_and_resume_retrains_only_the_missing_member(tmp_
     assert f"resuming {out / 'member-0'} at step 120" in stdout and f"resuming {out / 'member-1'}" not in stdout
     again = torch.load(out / "model.pt", weights_only=True)["members"]
     assert all(torch.equal(a[k], b[k]) for a, b in zip(members, again) for k in a)
+
+    # A single model trained into the same directory later ships no stale member figures.
+    assert main(["train", "--data", str(names_file), "--out", str(out), *TINY]) == 0
+    assert not list((out / "plots").glob("member-*")) and len(list((out / "plots").glob("*.png"))) == 5
 
 
 def test_every_config_file_in_the_repo_resolves():

@@ -74,10 +74,14 @@ def test_ensemble_run_reports_the_mean_model_and_every_member(ensemble_run, smal
     assert report["health"]["ok"] == all(r["health"]["ok"] for r in report["members"])
 
 
-def test_resuming_a_finished_ensemble_changes_nothing(ensemble_run, small_splits, tiny_model, tiny_train, info):
+def test_resuming_a_finished_ensemble_resumes_every_member_and_changes_nothing(ensemble_run, small_splits,
+                                                                              tiny_model, tiny_train, info):
     run_dir, metrics = ensemble_run
+    lines = []
     again = train_members(run_dir, tiny_model, replace(tiny_train, members=2), small_splits, info, resume=True,
-                          progress=False, log=lambda *a: None)
+                          progress=False, log=lines.append)
+    for k in range(2):
+        assert f"resuming {member_dir(run_dir, k)} at step 300 of 300" in lines
     assert again["val_loss"] == metrics["val_loss"] and again["members"] == metrics["members"]
 
 
@@ -89,6 +93,27 @@ def test_folded_ensemble_matches_the_unfolded_mean_on_the_whole_val_set(ensemble
     folded = fold(model)
     assert len(folded.members) == 2 and folded.num_params() < model.num_params()
     assert np.abs(folded.forward(X.numpy()) - ref).max() <= 1e-5
+
+
+@pytest.mark.parametrize("preset_name", ["lecture-b", "kaiming", "wavenet"])  # BN head; no BatchNorm; grouped
+def test_three_member_ensembles_of_every_kind_fold_and_export_exactly(preset_name, sgd_steps):
+    from training.model import preset
+
+    overrides = {"lecture-b": dict(n_hidden=12, n_layers=3), "kaiming": dict(n_hidden=12),
+                 "wavenet": dict(n_embd=4, n_hidden=12)}[preset_name]
+    config = preset(preset_name, **overrides)
+    torch.manual_seed(0)
+    X = torch.randint(0, 27, (2000, config.block_size))
+    Y = (X.sum(1) * 7) % 27  # a learnable rule, so weights and statistics move far from init
+    model = Ensemble([sgd_steps(NameMLP(config), X, Y, steps=150) for _ in range(3)])
+    with torch.no_grad():
+        ref = model(X)[0].numpy()
+    folded = fold(model)
+    assert np.abs(folded.forward(X.numpy()) - ref).max() <= 1e-5
+    graph = to_onnx(folded)
+    assert collections.Counter(n.op_type for n in graph.graph.node)["Add"] == 2
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert np.abs(session.run([OUTPUT], {INPUT: X.numpy()})[0] - ref).max() <= 1e-4
 
 
 def test_ensemble_graph_is_one_chain_per_member_and_an_add(ensemble_run, small_splits):
@@ -135,5 +160,10 @@ def test_publish_run_publishes_an_ensemble_the_loader_self_tests(ensemble_run, n
     assert sorted(p.parent.name for p in (served.path / "report" / "plots").rglob("*.png")) == ["member-0",
                                                                                                  "member-1"]
     shipped = json.loads((served.path / "report" / "diagnostics.json").read_text())
-    assert len(shipped["members"]) == 2 and shipped["health"] == json.loads(
-        (run_dir / "diagnostics.json").read_text())["health"]
+    full = json.loads((run_dir / "diagnostics.json").read_text())
+    assert len(shipped["members"]) == 2 and shipped["health"] == full["health"]
+    # The report's figures are rounded to 4 significant digits, and only rounded.
+    shipped_tanh = shipped["members"][1]["snapshots"][-1]["tanh"][0]
+    full_tanh = full["members"][1]["snapshots"][-1]["tanh"][0]
+    assert shipped_tanh["std"] == float(f"{full_tanh['std']:.4g}") != full_tanh["std"]
+    assert shipped_tanh["grad_hist"]["x"] == [float(f"{v:.4g}") for v in full_tanh["grad_hist"]["x"]]
