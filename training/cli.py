@@ -92,11 +92,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.preset or args.config or any(given.values()):
             raise ConfigError("--resume continues with the run's saved configuration; drop the other settings")
         cfg, saved = config.from_run_dir(args.out)
-        out = Path(args.out)
-        checkpoints = out.glob("member-*/checkpoint.pt") if cfg.train.members > 1 else out.glob("checkpoint.pt")
-        if not any(checkpoints):
-            where = "member-*/checkpoint.pt" if cfg.train.members > 1 else "checkpoint.pt"
-            raise ConfigError(f"{args.out}: no {where} to resume from")
+        checkpoint = "member-*/checkpoint.pt" if cfg.train.members > 1 else "checkpoint.pt"
+        if not any(Path(args.out).glob(checkpoint)):
+            raise ConfigError(f"{args.out}: no {checkpoint} to resume from")
     else:
         cfg = config.resolve(args.preset, args.config, given)
     out = Path(args.out or f"runs/{cfg.preset}")
@@ -138,11 +136,11 @@ def print_metrics(metrics: dict) -> None:
     if "members" in metrics:
         rows = [(f"member {k}", m) for k, m in enumerate(metrics["members"])]
         rows.append(("ensemble", {s: metrics[f"{s}_loss"] for s in ("train", "val", "test")}))
-        chosen = "ensemble"
+        header, chosen = "model", "ensemble"
     else:
         rows = [("running", metrics["running"]), ("calibrated", metrics["calibrated"])]
-        chosen = metrics["statistics"]
-    print(f"{'model' if 'members' in metrics else 'statistics':<12} {'train':>8} {'val':>8} {'test':>8}")
+        header, chosen = "statistics", metrics["statistics"]
+    print(f"{header:<12} {'train':>8} {'val':>8} {'test':>8}")
     for label, losses in rows:
         if losses:
             mark = "  <- model.pt" if label == chosen else ""

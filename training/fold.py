@@ -71,10 +71,7 @@ class FoldedEnsemble:
 
     def forward(self, idx: np.ndarray) -> np.ndarray:
         """(B, block_size) int -> (B, vocab) float32; summed in member order, as the graph's Adds do."""
-        logits = self.members[0].forward(idx)
-        for m in self.members[1:]:
-            logits = logits + m.forward(idx)
-        return logits
+        return sum(m.forward(idx) for m in self.members)  # 0 + first member: exact, then member order
 
 
 def fold(model: NameMLP | Ensemble) -> FoldedMLP | FoldedEnsemble:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from artifact.loader import load_current
+from training.data import load_corpus
 from training.ensemble import load_model, member_dir, train_members
 from training.export import INPUT, OUTPUT, to_onnx
 from training.fold import fold
@@ -137,8 +138,6 @@ def test_publish_run_publishes_an_ensemble_the_loader_self_tests(ensemble_run, n
     run_dir, metrics = ensemble_run
     # The fixture's data entry is a placeholder; point config.json at the real file these splits came from.
     config = json.loads((run_dir / "config.json").read_text())
-    from training.data import load_corpus
-
     corpus = load_corpus(names_file)
     config["data"].update(source=corpus.source, path=corpus.path, sha256=corpus.sha256)
     published_dir = tmp_path / "run"
