@@ -20,7 +20,7 @@ MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 NAMES_FILE = "names.txt"
 REPORT_DIR = "report"
-HASHED_FILES = (MODEL_FILE, NAMES_FILE)  # the files whose sha256 the loader checks
+HASHED_FILES = (MODEL_FILE, NAMES_FILE)  # the files whose sha256 the loader checks at every load
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -38,9 +38,10 @@ class Manifest:
     corpus: dict  # {source, sha256, seed, sizes}: the fingerprint the quality gate compares
     metrics: dict  # {train, val, test, statistics, running, calibrated, ...}
     health: dict  # {ok, warnings} from the diagnostics
-    files: dict  # {"model.onnx": sha256, "names.txt": sha256}
+    files: dict  # {relative posix path: sha256} for every file of the version but manifest.json
     probe: list  # [{"context": [ints], "logprobs": [floats]}] from the unfolded eval-mode torch model
     io: dict  # {"input": name, "output": name} of the ONNX graph
+    teacher: dict | None = None  # a distilled student's teacher: {name, version, val, members, source}
 
     @property
     def vocab_size(self) -> int:
@@ -55,10 +56,11 @@ class Manifest:
         if fv != FORMAT_VERSION:
             raise ArtifactError(f"manifest: unsupported format_version {fv!r} (this code reads {FORMAT_VERSION})")
         names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in d]
+        optional = {"teacher"}
+        missing = [n for n in names if n not in d and n not in optional]
         if missing:
             raise ArtifactError(f"manifest: missing field(s) {', '.join(missing)}")
-        m = cls(**{n: d[n] for n in names})  # unknown extra keys are ignored
+        m = cls(**{n: d[n] for n in names if n in d})  # unknown extra keys are ignored
         m.validate()
         return m
 
@@ -106,9 +108,16 @@ class Manifest:
         _check(_is_number(self.metrics.get("val")), "metrics.val must be a number")
         _check(isinstance(self.health.get("ok"), bool), "health.ok must be true or false")
         _check(isinstance(self.health.get("warnings"), list), "health.warnings must be a list")
-        for f in HASHED_FILES:
-            _check(isinstance(self.files.get(f), str) and _SHA256.fullmatch(self.files[f]) is not None,
+        for f, digest in self.files.items():
+            _check(is_safe_relative(f) and f != MANIFEST_FILE, f"files key {f!r} is not a plain relative path")
+            _check(isinstance(digest, str) and _SHA256.fullmatch(digest) is not None,
                    f"files[{f!r}] must be a sha256 hex digest")
+        for f in HASHED_FILES:
+            _check(f in self.files, f"files[{f!r}] is missing")
+        if self.teacher is not None:
+            t = self.teacher
+            _check(isinstance(t, dict) and isinstance(t.get("version"), str) and _is_number(t.get("val")),
+                   "teacher must be null or an object with a version (string) and a val (number)")
         for k in ("input", "output"):
             _check(isinstance(self.io.get(k), str) and self.io[k] != "", f"io.{k} must be a tensor name")
         _check(isinstance(self.probe, list) and len(self.probe) > 0, "probe must be a non-empty list")
@@ -128,6 +137,20 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def is_safe_relative(path: str) -> bool:
+    """A path inside a version directory: relative, posix, no '.', '..' or empty parts."""
+    if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path:
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+def hash_files(directory: str | Path) -> dict[str, str]:
+    """{relative posix path: sha256} of every file below `directory` but the manifest, sorted."""
+    root = Path(directory)
+    return {p.relative_to(root).as_posix(): sha256_file(p)
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST_FILE}
 
 
 def _check(ok: bool, message: str) -> None:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from artifact import ArtifactError
 from artifact.manifest import (FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, NAMES_FILE, REPORT_DIR, Manifest,
-                               sha256_file)
+                               hash_files)
 from artifact.registry import publish as publish_version
 from training.data import DEFAULT_YEAR, Corpus, CorpusError, Splits, load_corpus, make_splits
 from training.ensemble import load_model as load_run_model
@@ -122,7 +122,7 @@ def write_artifact(out_dir: str | Path, model: NameMLP | Ensemble, corpus: Corpu
                  "calibrated": metrics.get("calibrated"), "steps": metrics.get("steps"),
                  "seconds": metrics.get("seconds"), "members": metrics.get("members"), "verification": check},
         health={"ok": bool(health.get("ok")), "warnings": list(health.get("warnings", []))},
-        files={f: sha256_file(out / f) for f in (MODEL_FILE, NAMES_FILE)},
+        files=hash_files(out),
         probe=probe_set(model, X_val),
         io={"input": INPUT, "output": OUTPUT},
     )
