@@ -16,10 +16,7 @@ import pytest
 sys.path.append(str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import NAME, ROOT, Server  # noqa: E402  (shared with the service tests)
 
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 375, "height": 740}
+from browser_helpers import CHROMIUM_ARGS, DESKTOP, Page  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -36,16 +33,6 @@ def browser(tmp_path_factory):
             args=CHROMIUM_ARGS, viewport=DESKTOP)
         yield context
         context.close()
-
-
-class Page:
-    """A browser page that records console errors and uncaught exceptions."""
-
-    def __init__(self, context):
-        self.page = context.new_page()
-        self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
 
 
 @pytest.fixture
