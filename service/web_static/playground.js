@@ -81,7 +81,7 @@ function showNames(answer, params) {
   document.getElementById("seed-used").textContent = answer.seed;
   params.set("seed", answer.seed);  // the line repeats this answer, also when the seed was drawn
   const url = `${location.origin}/generate?${params}`;
-  document.getElementById("curl").value = `curl -s '${url}'`;
+  document.getElementById("curl").textContent = `curl -s '${url}'`;
   document.getElementById("results").hidden = false;
 }
 
@@ -108,12 +108,12 @@ async function generate(event) {
 
 async function copyCurl() {
   const line = document.getElementById("curl");
-  line.select();
+  window.getSelection().selectAllChildren(line);  // selected either way, for a manual copy
   try {
-    await navigator.clipboard.writeText(line.value);
+    await navigator.clipboard.writeText(line.textContent);
     document.getElementById("copy").textContent = "copied";
   } catch {
-    document.getElementById("copy").textContent = "select and copy";
+    document.getElementById("copy").textContent = "selected: copy it";
   }
 }
 

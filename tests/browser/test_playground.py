@@ -59,7 +59,7 @@ def test_playground_curl_line_reproduces_a_drawn_seed(shipped, open_page):
     fill(p.page, count=6, temperature=1.3)
     shown = generate(p.page)
     seed = p.page.text_content("#seed-used")
-    argv = shlex.split(p.page.input_value("#curl"))
+    argv = shlex.split(p.page.text_content("#curl"))
     assert argv[:2] == ["curl", "-s"] and len(argv) == 3
     url = httpx.URL(argv[2])
     assert url.params["seed"] == seed and url.params["count"] == "6" and url.params["temperature"] == "1.3"
@@ -67,6 +67,8 @@ def test_playground_curl_line_reproduces_a_drawn_seed(shipped, open_page):
     again = httpx.get(argv[2]).json()
     assert str(again["seed"]) == seed
     assert [{k: v for k, v in n.items() if k != "bar"} for n in shown] == as_shown(again)
+    p.page.click("#copy")  # selects the line (and copies it where the clipboard is allowed)
+    assert p.page.evaluate("window.getSelection().toString()") == p.page.text_content("#curl")
     p.page.click("#keep-seed")
     assert p.page.input_value("input[name=seed]") == seed
     assert p.errors == []

@@ -198,3 +198,14 @@ def test_card_shows_the_new_version_after_a_reload(registry, settings_for):
         assert all(f"/model/files/{new}/" in img["src"] for img in parts.images) and parts.images
         assert c.get(parts.images[0]["src"]).status_code == 200
         assert c.get(parts.images[0]["src"].replace(new, old)).status_code == 404  # only the served version
+
+
+def test_every_web_file_ships_in_a_non_editable_install():
+    """pyproject's package-data must cover service/web_static/*, or an installed service has no pages."""
+    import fnmatch
+    import tomllib
+
+    from service_helpers import ROOT
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["service"]
+    files = [p.relative_to(ROOT / "service").as_posix() for p in (ROOT / "service" / "web_static").iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files)
