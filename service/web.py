@@ -18,7 +18,7 @@ from string import Template
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
-from service.schemas import SEED_LIMIT, GenerateRequest
+from service.schemas import GenerateRequest
 from service.web_card import render_card
 from service.web_files import Catalogs
 
@@ -110,18 +110,20 @@ def _help(field: str) -> str:
 async def playground(request: Request) -> HTMLResponse:
     state = request.app.state
     settings, engine = state.settings, state.model.engine
-    temperature, seed = _bounds("temperature"), _bounds("seed")
-    served = (f'serving <a href="/model/card">{escape(engine.model.manifest.name)} '
-              f"{escape(engine.model.manifest.version)}</a>") if engine else "no model loaded yet"
+    manifest = engine.model.manifest if engine else None
+    served = (f'serving <a href="/model/card">{escape(manifest.name)} {escape(manifest.version)}</a>'
+              if manifest else "no model loaded yet")
+    count, temperature, top_k, max_length = (_bounds(f) for f in ("count", "temperature", "top_k", "max_length"))
     body = TEMPLATES["playground.html"].substitute(
         served=served,
-        count_min=_bounds("count")["min"], count_max=settings.max_count, count_default=_bounds("count")["default"],
-        seed_max=seed.get("max", SEED_LIMIT - 1),
-        temperature_max=temperature["max"], temperature_default=temperature["default"],
-        top_k_min=_bounds("top_k")["min"], top_k_max=engine.vocab_size if engine else "",
-        max_length_min=_bounds("max_length")["min"], max_length_max=settings.max_length,
-        max_length_default=min(settings.default_max_length, settings.max_length),
-        vocab=escape(engine.model.manifest.vocab[1:]) if engine else "",
+        count_min=count["min"], count_max=settings.max_count, count_default=count["default"],
+        seed_max=_bounds("seed")["max"],
+        temperature_min=temperature["min"], temperature_max=temperature["max"],
+        temperature_default=temperature["default"],
+        top_k_min=top_k["min"], top_k_max=len(manifest.vocab) if manifest else "",
+        max_length_min=max_length["min"], max_length_max=settings.max_length,
+        max_length_default=min(settings.default_max_length, settings.max_length),  # as routes.check_generate
+        vocab=escape(manifest.vocab[1:]) if manifest else "",
         **{f"help_{f}": _help(f) for f in GenerateRequest.model_fields})
     return page("namegen playground", body)
 
@@ -131,11 +133,11 @@ async def model_card(request: Request) -> HTMLResponse:
     state = request.app.state.model
     engine = state.engine  # once: a reload swaps state.model.engine, not this request's
     if engine is None:
-        reason = escape(state.last_error or "loading")
+        reason = escape(getattr(state, "last_error", None) or "loading")
         return page("model card", f'<h1>No model is served yet</h1><p id="refused">{reason}</p>', status=503)
     manifest, root = engine.model.manifest, engine.model.path
     catalog = await asyncio.to_thread(CATALOGS.get, manifest, root)  # built once per version
-    return page(f"{manifest.name} {manifest.version}", render_card(manifest, catalog, state.last_error))
+    return page(f"{manifest.name} {manifest.version}", render_card(manifest, catalog, getattr(state, "last_error", None)))
 
 
 @router.get("/model/files/{version}/{path:path}")

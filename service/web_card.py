@@ -35,8 +35,8 @@ def render_card(m: Manifest, catalog: dict[str, ReportFile], refused: str | None
     """The <main> of the card page."""
     parts = [f"<h1>{escape(m.name)} <small>{escape(m.version)}</small></h1>"]
     if refused:
-        parts.append(f'<p class="notice" id="refused">A newer version was refused, this one keeps serving: '
-                     f"{escape(refused)}</p>")
+        parts.append(f'<p class="notice" id="refused">The last reload was refused and this version keeps '
+                     f"serving: {escape(refused)}</p>")
     facts = [_summary(m), _corpus(m), _metrics(m), _health(m), _architecture(m), _verification(m), _teacher(m),
              _training(m)]
     parts += [f'<div class="facts">{"".join(facts)}</div>', _plots(m, catalog)]
