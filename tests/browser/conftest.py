@@ -19,9 +19,11 @@ from service_helpers import NAME, ROOT, Server  # noqa: E402  (shared with the s
 from browser_helpers import CHROMIUM_ARGS, DESKTOP, Page  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    """One Chromium with a fresh profile for the session; tests open their own pages."""
+    """One Chromium with a fresh profile per test module; tests open their own pages. (Per module:
+    Playwright's sync API keeps an event loop running while it lives, which asyncio.run in later
+    test folders must not find.)"""
     executable = shutil.which("chromium")
     if executable is None:
         pytest.fail("Debian's chromium is not installed: `apt-get install -y chromium` (make test does it as root)")
