@@ -182,7 +182,10 @@ def _plots(m: Manifest, catalog: dict[str, ReportFile]) -> str:
     links = [f'<a href="{file_url(m.version, f.path)}">{escape(f.path)}</a>'
              for f in catalog.values() if not f.is_plot]
     more = f'<p>The report as data: {", ".join(links)}.</p>' if links else ""
-    return _section("plots", "Training report", "".join(body) + more)
+    intro = ("<p>The diagnostics of makemore part 3, at initialisation and at the end of training: healthy "
+             "tanh layers have few saturated units, gradients of a similar size in every layer, and "
+             "updates about a thousandth of the weights (log10 ratio near -3).</p>")
+    return _section("plots", "Training report", intro + "".join(body) + more)
 
 
 def _training(m: Manifest) -> str:

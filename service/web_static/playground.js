@@ -19,10 +19,14 @@ function parameters(form) {
   return params;
 }
 
-// Seeds go up to 2^63, beyond a JS number's exact integers: keep the seed's digits as text.
+// Seeds go up to 2^63, beyond a JS number's exact integers: keep the seed's digits as text (from
+// the parser's source text where the browser offers it, else from the answer's text).
 function parseAnswer(text) {
-  return JSON.parse(text, (key, value, context) =>
+  const answer = JSON.parse(text, (key, value, context) =>
     key === "seed" && context && context.source ? context.source : value);
+  const digits = /^\{"model":\{[^{}]*\},"seed":(\d+),/.exec(text);
+  if (answer && typeof answer.seed === "number" && digits) answer.seed = digits[1];
+  return answer;
 }
 
 function clearErrors() {
