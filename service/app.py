@@ -22,6 +22,7 @@ from service.metrics import Metrics
 from service.reload import ModelState, Reloader
 from service.routes import Gate, router
 from service.settings import Settings, get_settings
+from service import web
 
 log = get_logger("app")
 access = get_logger("access")
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gate = Gate(settings.max_in_flight)
     app.state.seeds = random.Random(os.urandom(16))  # seeds for requests without one (not secrets)
     app.include_router(router)
+    web.install(app)  # the pages for people (/, /model/card) and their headers
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, server_error)

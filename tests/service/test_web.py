@@ -1,0 +1,221 @@
+"""The pages for people, without a browser: headers, what the pages hold, and which files they serve."""
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+
+from artifact.manifest import MANIFEST_FILE, Manifest
+from artifact.registry import current_version, version_path
+from service.app import create_app
+from service.web_files import build_catalog
+from service_helpers import NAME, make_version, wait_until
+from web_helpers import PageParts, expected_metrics
+
+
+@pytest.fixture(scope="module")
+def version_dir(trained_registry) -> Path:
+    return version_path(trained_registry, NAME, current_version(trained_registry, NAME))
+
+
+@pytest.fixture(scope="module")
+def manifest(version_dir) -> dict:
+    return json.loads((version_dir / MANIFEST_FILE).read_text())
+
+
+def report_pngs(manifest: dict) -> set[str]:
+    return {p for p in manifest["files"] if p.startswith("report/") and p.endswith(".png")}
+
+
+def test_pages_send_a_csp_of_their_own_origin_and_nosniff(client):
+    for path in ("/", "/model/card", "/static/style.css"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp and "style-src 'self'" in csp
+        assert "unsafe-inline" not in csp and "http" not in csp
+        assert r.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/generate?seed=1").headers["x-content-type-options"] == "nosniff"
+    docs = client.get("/docs")  # Swagger UI needs its inline script: no CSP there
+    assert docs.status_code == 200 and "content-security-policy" not in docs.headers
+
+
+def test_pages_hold_no_inline_script_or_style(client):
+    assert PageParts(client.get("/").text).scripts == [{"src": "/static/playground.js", "defer": ""}]
+    for path in ("/", "/model/card"):
+        parts = PageParts(client.get(path).text)
+        assert all(s.get("src", "").startswith("/static/") for s in parts.scripts), path
+        assert parts.styles == 0 and parts.inline_handlers == 0, path
+
+
+def test_static_files_are_cached_and_revalidated_by_etag(client):
+    r = client.get("/static/playground.js")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+    assert "max-age=" in r.headers["cache-control"]
+    again = client.get("/static/playground.js", headers={"If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    assert client.get("/static/nope.js").status_code == 404
+    assert client.get("/static/page.html").status_code == 404  # templates are not static files
+
+
+def test_playground_fields_carry_the_apis_limits_and_defaults(trained_registry, settings_for):
+    settings = settings_for(trained_registry, max_count=77, max_length=40, default_max_length=20)
+    with TestClient(create_app(settings)) as c:
+        html = c.get("/").text
+        vocab_size = len(c.get("/model").json()["vocab"])
+    assert 'name="count" type="number" min="1" max="77" value="1"' in html
+    assert 'name="max_length" type="number" min="1" max="40" value="20"' in html
+    assert f'name="top_k" type="number" min="1" max="{vocab_size}"' in html
+    assert 'name="temperature" type="number" min="0" max="10" step="any" value="1.0"' in html
+    assert 'data-max="9223372036854775807"' in html  # seed < 2**63
+
+
+def test_card_shows_the_manifests_facts(client, manifest):
+    parts = PageParts(client.get("/model/card").text)
+    text = parts.text
+    for fact in (manifest["name"], manifest["version"], manifest["created"], manifest["corpus"]["sha256"],
+                 manifest["corpus"]["source"], f"{manifest['architecture']['parameters']:,}",
+                 f"{manifest['architecture']['folded_parameters']:,}",
+                 f"{manifest['corpus']['sizes']['names']:,}"):
+        assert str(fact) in text, fact
+    for warning in manifest["health"]["warnings"]:
+        assert warning["message"] in text
+    verdict = "Healthy" if manifest["health"]["ok"] else f"{len(manifest['health']['warnings'])} warning"
+    assert verdict in text
+    assert parts.metrics == expected_metrics(manifest)
+
+
+def test_card_shows_every_report_plot_the_manifest_lists(client, manifest, version_dir):
+    images = PageParts(client.get("/model/card").text).images
+    prefix = f"/model/files/{manifest['version']}/"
+    assert report_pngs(manifest)  # the trained version's report has plots, all listed by its manifest
+    assert {img["src"].removeprefix(prefix) for img in images} == report_pngs(manifest)
+    for img in images:
+        r = client.get(img["src"])
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert r.content == (version_dir / img["src"].removeprefix(prefix)).read_bytes()
+        assert "immutable" in r.headers["cache-control"]
+        assert img["alt"] and int(img["width"]) > 0 and int(img["height"]) > 0
+
+
+def test_card_names_the_teacher_of_a_distilled_student(loaded_model):
+    from service.web_card import render_card
+
+    m = Manifest.from_dict({**loaded_model.manifest.to_dict(), "teacher": {
+        "name": "names", "version": "20261125T133006Z-72d274", "val": 1.9631, "members": 2, "source": "models"}})
+    parts = PageParts(render_card(m, {}))
+    assert "Distilled from" in parts.text and "20261125T133006Z-72d274" in parts.text
+    assert parts.metrics["teacher.val"] == 1.9631
+    plain = PageParts(render_card(loaded_model.manifest, {}))
+    assert "None: trained from the corpus alone" in plain.text and "teacher.val" not in plain.metrics
+
+
+BAD_PATHS = [
+    "../manifest.json", "..%2Fmanifest.json", "%2e%2e/manifest.json", "%2E%2E%2Fmanifest.json",
+    "report/../manifest.json", "report/..%2F..%2Fmanifest.json", "/etc/passwd", "%2Fetc%2Fpasswd",
+    "model.onnx", "names.txt", "manifest.json", "report", "report/", "report/plots",
+    "report%5C..%5Cmanifest.json", "..%252Fmanifest.json", "report/plots/loss.png%00.json",
+]
+
+
+@pytest.mark.parametrize("path", BAD_PATHS)
+def test_report_files_refuse_any_name_outside_the_catalog(client, manifest, path):
+    r = client.get(f"/model/files/{manifest['version']}/{path}")
+    assert r.status_code == 404, r.text[:200]
+    assert r.json() == {"detail": [{"field": None, "message": "Not Found"}]}
+
+
+def test_report_files_refuse_raw_dot_dot_over_a_real_socket(start_server, trained_registry, manifest):
+    """httpx normalises '..' away; a raw request line keeps it, as an attacker's would."""
+    server = start_server(trained_registry)
+    host = urlsplit(server.url)
+    plot = sorted(report_pngs(manifest))[0]
+    conn = http.client.HTTPConnection(host.hostname, host.port, timeout=10)
+    for path in (f"/model/files/{manifest['version']}/../../{manifest['version']}/{MANIFEST_FILE}",
+                 f"/model/files/{manifest['version']}/report/../../../../../../etc/passwd",
+                 f"/model/files/..%2F..%2F..%2Fetc/passwd", f"/model/files/{manifest['version']}//etc/passwd"):
+        conn.request("GET", path)
+        r = conn.getresponse()
+        assert (r.status, r.read()) == (404, b'{"detail":[{"field":null,"message":"Not Found"}]}'), path
+    conn.request("GET", f"/model/files/{manifest['version']}/{plot}")
+    ok = conn.getresponse()
+    assert ok.status == 200 and ok.read()[:8] == b"\x89PNG\r\n\x1a\n"
+    conn.close()
+
+
+def test_report_files_serve_only_what_the_manifest_names(registry, settings_for):
+    """A file dropped into a version's report after publishing is not in the manifest: not served;
+    a plot whose bytes no longer match the manifest's sha256 is not shown."""
+    version_dir = version_path(registry, NAME, current_version(registry, NAME))
+    m = Manifest.read(version_dir / MANIFEST_FILE)
+    plots = sorted(p for p in m.files if p.endswith(".png"))
+    (version_dir / "report" / "plots" / "dropped.png").write_bytes((version_dir / plots[0]).read_bytes())
+    (version_dir / plots[1]).write_bytes((version_dir / plots[1]).read_bytes() + b"tampered")
+    with TestClient(create_app(settings_for(registry))) as c:
+        srcs = {img["src"] for img in PageParts(c.get("/model/card").text).images}
+        base = f"/model/files/{m.version}/"
+        assert srcs == {base + p for p in plots if p != plots[1]}
+        assert c.get(base + "report/plots/dropped.png").status_code == 404
+        assert c.get(base + plots[1]).status_code == 404
+        assert c.get(base + plots[0]).status_code == 200
+
+
+def test_catalog_of_an_older_manifest_is_its_plots_found_at_load(loaded_model, tmp_path):
+    """A version from before the manifest hashed its report: the PNGs under report/plots, no symlinks."""
+    root = Path(shutil.copytree(loaded_model.path, tmp_path / "v"))
+    m = Manifest.read(root / MANIFEST_FILE)
+    m.files = {k: v for k, v in m.files.items() if not k.startswith("report/")}
+    (root / "report" / "plots" / "outside.png").symlink_to(root / "model.onnx")
+    catalog = build_catalog(m, root)
+    on_disk = {p.relative_to(root).as_posix() for p in (root / "report" / "plots").rglob("*.png")
+               if not p.is_symlink()}
+    assert set(catalog) == on_disk and on_disk
+    assert all(f.data == (root / f.path).read_bytes() and f.size for f in catalog.values())
+
+
+def test_card_without_a_model_says_why_and_the_playground_still_loads(tmp_path, settings_for):
+    with TestClient(create_app(settings_for(tmp_path / "empty"))) as c:
+        card = c.get("/model/card")
+        assert card.status_code == 503 and "No model is served yet" in card.text
+        page = c.get("/")
+        assert page.status_code == 200 and "no model loaded yet" in page.text
+        assert c.get("/model/files/any/report/plots/loss.png").status_code == 404
+
+
+def test_card_shows_the_new_version_after_a_reload(registry, settings_for):
+    with TestClient(create_app(settings_for(registry, reload_interval=0.1))) as c:
+        old = current_version(registry, NAME)
+        assert old in c.get("/model/card").text
+        new = make_version(registry)
+        wait_until(lambda: c.get("/readyz").json()["model"]["version"] == new)
+        parts = PageParts(c.get("/model/card").text)
+        assert new in parts.text
+        assert all(f"/model/files/{new}/" in img["src"] for img in parts.images) and parts.images
+        assert c.get(parts.images[0]["src"]).status_code == 200
+        assert c.get(parts.images[0]["src"].replace(new, old)).status_code == 404  # only the served version
+
+
+def test_every_web_file_ships_in_a_non_editable_install():
+    """pyproject's package-data must cover service/web_static/*, or an installed service has no pages."""
+    import fnmatch
+    import tomllib
+
+    from service_helpers import ROOT
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["service"]
+    files = [p.relative_to(ROOT / "service").as_posix() for p in (ROOT / "service" / "web_static").iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files)
+
+
+def test_card_says_when_a_newer_version_was_refused(registry, settings_for):
+    with TestClient(create_app(settings_for(registry, reload_interval=0.1))) as c:
+        old = current_version(registry, NAME)
+        bad = make_version(registry, corrupt=True)
+        wait_until(lambda: c.get("/model").json()["reload"]["last_error"])
+        parts = PageParts(c.get("/model/card").text)
+        assert f"{NAME} {old}" in parts.text and "The last reload was refused" in parts.text and bad in parts.text
+        assert all(f"/model/files/{old}/" in img["src"] for img in parts.images) and parts.images
