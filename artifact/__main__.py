@@ -20,7 +20,7 @@ from pathlib import Path
 from artifact import ArtifactError
 from artifact.layout import current_version, list_versions, version_path
 from artifact.manifest import MANIFEST_FILE, Manifest
-from artifact.registry import best_on_corpus, previous_good, prune, rollback, verify_dir, version_size
+from artifact.registry import best_on_corpus, prune, rollback, verify_dir, version_size
 
 PROG = "python -m artifact"
 

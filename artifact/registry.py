@@ -34,7 +34,8 @@ from artifact.layout import POINTER, TEMP_PREFIX, current_version, list_versions
 from artifact.manifest import HASHED_FILES, MANIFEST_FILE, Manifest, sha256_file
 
 __all__ = ["POINTER", "TEMP_PREFIX", "current_version", "list_versions", "version_path", "AlreadyPublished",
-           "publish", "set_current", "rollback", "previous_good", "prune", "verify_dir", "best_on_corpus"]
+           "publish", "set_current", "rollback", "previous_good", "prune", "verify_dir", "best_on_corpus",
+           "version_size"]
 
 # Test hook: the publisher pauses (sleeps) at the named stage, so a test can kill it exactly there.
 PAUSE_ENV = "ARTIFACT_PUBLISH_PAUSE_AT"
