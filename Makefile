@@ -1,25 +1,29 @@
-# Two entry points for a fresh machine: `make serve` and `make test`. Each creates .venv and installs
-# what it needs; the stamp files make the second run instant until pyproject.toml changes.
+# Entry points for a fresh machine: `make serve` and `make test` (each creates .venv and installs what
+# it needs at the versions of the lock, constraints.txt; the stamp files make the second run instant
+# until pyproject.toml or the lock changes), and the container targets (README's Containers section).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+LOCK := constraints.txt
+PIP_INSTALL = $(PY) -m pip install -q -c $(LOCK)
 HOST ?= 127.0.0.1
 PORT ?= 8000
+TAG ?= $(shell docker/image-tag)
 
-.PHONY: serve test chromium default-model deploy-test clean
+.PHONY: serve test chromium default-model lock images docker-start docker-stop deploy-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Serving needs no torch.
-$(VENV)/.serve-installed: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[serve]'
+$(VENV)/.serve-installed: pyproject.toml $(LOCK) | $(PY)
+	$(PIP_INSTALL) -e '.[serve]'
 	touch $@
 
 # torch==2.13.0 first: a CPU build on these machines; the project's torch range then adds nothing.
-$(VENV)/.dev-installed: pyproject.toml | $(PY)
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[serve,train,dev]'
+$(VENV)/.dev-installed: pyproject.toml $(LOCK) | $(PY)
+	$(PIP_INSTALL) torch==2.13.0
+	$(PIP_INSTALL) -e '.[serve,train,dev]'
 	touch $@ $(VENV)/.serve-installed
 
 serve: $(VENV)/.serve-installed
@@ -36,6 +40,30 @@ chromium:
 # Retrain the shipped default model on the default corpus and publish it to models/.
 default-model: $(VENV)/.dev-installed
 	$(PY) -m training train --config configs/default.toml --out runs/default --publish models --name names
+
+# Update the lock: resolve pyproject.toml's ranges afresh (newest allowed versions) in a scratch venv
+# and record every installed version. Review the diff, run `make test`, commit.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q torch==2.13.0
+	.venv-lock/bin/pip install -q '.[serve,train,dev]'
+	sed -n '/^#/p' $(LOCK) > $(LOCK).new
+	.venv-lock/bin/pip freeze --exclude namegen | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/' >> $(LOCK).new
+	mv $(LOCK).new $(LOCK) && rm -rf .venv-lock build *.egg-info
+	git diff --stat -- $(LOCK)
+
+# Containers (root; Debian's docker.io and docker-compose, see README). The daemon uses the data root
+# the deployment test uses too (/var/lib/namegen-docker), so either one's layer cache serves the other.
+docker-start:
+	docker/dockerd-ctl start
+
+docker-stop:
+	docker/dockerd-ctl stop
+
+# Base stand-in when missing, then namegen-{api,trainer,lb}:$(TAG); .env tells docker-compose the tag.
+images:
+	docker/build-images $(TAG)
+	echo "NAMEGEN_TAG=$(TAG)" > .env
 
 # Builds the images and runs the compose stack for real (root; ../shared beside the clone). See docs/deploy.md.
 deploy-test:

@@ -15,7 +15,7 @@ import onnxruntime as ort
 
 from artifact import ArtifactError
 from artifact.manifest import HASHED_FILES, MANIFEST_FILE, MODEL_FILE, NAMES_FILE, Manifest, sha256_file
-from artifact.registry import current_version, version_path
+from artifact.layout import current_version, version_path
 
 PROBE_TOLERANCE = 1e-4  # max abs difference of log-probabilities, onnxruntime vs the torch model
 
@@ -56,13 +56,17 @@ class LoadedModel:
         return self.session.run([self.output_name], {self.input_name: contexts})[0]
 
 
-def load_version(path: str | Path, threads: int = 1) -> LoadedModel:
+def load_version(path: str | Path, threads: int = 1, expect: tuple[str, str] | None = None) -> LoadedModel:
     """Load and self-test the version directory at `path`. threads: onnxruntime's intra-op threads
-    (1 suits per-request latency with one worker per core)."""
+    (1 suits per-request latency with one worker per core). expect: the (name, version) the caller
+    took the directory for (the manifest must say the same)."""
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(f"{path}: version directory not found")
     manifest = Manifest.read(path / MANIFEST_FILE)
+    if expect is not None and (manifest.name, manifest.version) != tuple(expect):
+        raise ArtifactError(f"{path}: manifest says {manifest.name}/{manifest.version}, "
+                            f"expected {expect[0]}/{expect[1]}")
     for fname in HASHED_FILES:
         f = path / fname
         if not f.is_file():
@@ -93,10 +97,7 @@ def load_current(root: str | Path, name: str, threads: int = 1) -> LoadedModel:
     if not path.is_dir():
         raise ArtifactError(f"{Path(root) / name / 'CURRENT'} names version {version!r}, "
                             f"but {path} does not exist")
-    model = load_version(path, threads)
-    if (model.name, model.version) != (name, version):
-        raise ArtifactError(f"{path}: manifest says {model.name}/{model.version}, expected {name}/{version}")
-    return model
+    return load_version(path, threads, expect=(name, version))
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ class Manifest:
     probe: list  # [{"context": [ints], "logprobs": [floats]}] from the unfolded eval-mode torch model
     io: dict  # {"input": name, "output": name} of the ONNX graph
     teacher: dict | None = None  # a distilled student's teacher: {name, version, val, members, source}
+    gate: dict | None = None  # the quality gate's verdict at publish: {reference, reference_val, tolerance, forced, overrode}
 
     @property
     def vocab_size(self) -> int:
@@ -56,7 +57,7 @@ class Manifest:
         if fv != FORMAT_VERSION:
             raise ArtifactError(f"manifest: unsupported format_version {fv!r} (this code reads {FORMAT_VERSION})")
         names = [f.name for f in fields(cls)]
-        optional = {"teacher"}
+        optional = {"teacher", "gate"}
         missing = [n for n in names if n not in d and n not in optional]
         if missing:
             raise ArtifactError(f"manifest: missing field(s) {', '.join(missing)}")
@@ -118,6 +119,8 @@ class Manifest:
             t = self.teacher
             _check(isinstance(t, dict) and isinstance(t.get("version"), str) and _is_number(t.get("val")),
                    "teacher must be null or an object with a version (string) and a val (number)")
+        _check(self.gate is None or (isinstance(self.gate, dict) and isinstance(self.gate.get("forced"), bool)),
+               "gate must be null or an object with forced (true or false)")
         for k in ("input", "output"):
             _check(isinstance(self.io.get(k), str) and self.io[k] != "", f"io.{k} must be a tensor name")
         _check(isinstance(self.probe, list) and len(self.probe) > 0, "probe must be a non-empty list")

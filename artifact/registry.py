@@ -1,14 +1,19 @@
-"""The registry on disk: `<root>/<name>/<version>/` directories and a `CURRENT` pointer. Stdlib only.
+"""The registry's writes and checks: publish (through the quality gate), rollback, prune, verify. Stdlib only.
+
+It imports the manifest and the layout, never the loader: whoever publishes hands it the self-test a
+staged version must pass (`check=artifact.loader.load_version`), as MLServer's registry is handed its
+model runtimes. So the operator's CLI (`python -m artifact`) needs neither torch nor onnxruntime.
 
 Publishing is crash-safe: a version is built in a dot-prefixed temp directory inside `<root>/<name>/`
 (same filesystem, never mistaken for a version), fsynced, renamed into place, and only then is the
 pointer replaced (temp file, fsync, os.replace, fsync the directory). A publisher killed at any moment
 leaves CURRENT naming a complete version; its leftovers are dot-prefixed and removed by the next
-publish. Publishers of one name are serialised by an flock on `<root>/<name>/.lock` (released by the
-kernel when a process dies), so the next publisher knows any temp directory it finds is stale.
+publish. Every writer of one name (publish, rollback, prune) holds an flock on `<root>/<name>/.lock`
+(released by the kernel when a process dies), so the next one knows any temp directory it finds is stale.
 
-The quality gate: a model whose val loss on the same corpus fingerprint (sha256 + split seed) is
-worse than the current version's by more than `tolerance` is refused unless force=True.
+The quality gate compares a new version with the BEST version published on the same corpus fingerprint
+(sha256 + split seed), not only the current one, so a series of retrains cannot drift down by the
+tolerance each time. A model whose files hash the same as an existing version's is not republished.
 """
 from __future__ import annotations
 
@@ -19,15 +24,19 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from artifact import ArtifactError
-from artifact.manifest import MANIFEST_FILE, Manifest
+from artifact.layout import POINTER, TEMP_PREFIX, current_version, list_versions, version_path
+from artifact.manifest import HASHED_FILES, MANIFEST_FILE, Manifest, sha256_file
 
-POINTER = "CURRENT"
-TEMP_PREFIX = ".tmp-"
+__all__ = ["POINTER", "TEMP_PREFIX", "current_version", "list_versions", "version_path", "AlreadyPublished",
+           "publish", "set_current", "rollback", "previous_good", "prune", "verify_dir", "best_on_corpus",
+           "version_size"]
+
 # Test hook: the publisher pauses (sleeps) at the named stage, so a test can kill it exactly there.
 PAUSE_ENV = "ARTIFACT_PUBLISH_PAUSE_AT"
 STAGES = ("locked", "copied", "synced", "renamed", "pointer-written", "published")
@@ -35,54 +44,70 @@ STAGES = ("locked", "copied", "synced", "renamed", "pointer-written", "published
 log = logging.getLogger(__name__)
 
 
-def version_path(root: str | Path, name: str, version: str) -> Path:
-    return Path(root) / name / version
+class AlreadyPublished(ArtifactError):
+    """The staged model is byte-identical (model.onnx, names.txt) to an existing version: nothing to do."""
+
+    def __init__(self, message: str, version: str):
+        super().__init__(message)
+        self.version = version
 
 
-def current_version(root: str | Path, name: str) -> str:
-    """The version CURRENT names (not checked further: the loader does that)."""
-    pointer = Path(root) / name / POINTER
+def verify_dir(path: str | Path, manifest: Manifest | None = None) -> list[str]:
+    """Problems of a version directory against its manifest (empty when sound): every file the manifest
+    lists exists and hashes the same; a manifest that covers the report (this format) must also cover
+    every file present. Older manifests list only model.onnx and names.txt."""
+    path = Path(path)
     try:
-        version = pointer.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise ArtifactError(f"{pointer}: no CURRENT pointer (nothing published as {name!r} in {root})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{pointer}: cannot read the pointer ({e})") from None
-    if not version or "/" in version or version.startswith("."):
-        raise ArtifactError(f"{pointer}: {version!r} is not a version name")
-    return version
-
-
-def list_versions(root: str | Path, name: str) -> list[str]:
-    """Complete versions, oldest first (names sort by time); temp directories are skipped."""
-    d = Path(root) / name
-    if not d.is_dir():
-        return []
-    return sorted(p.name for p in d.iterdir()
-                  if not p.name.startswith(".") and (p / MANIFEST_FILE).is_file())
+        m = manifest or Manifest.read(path / MANIFEST_FILE)
+    except ArtifactError as e:
+        return [str(e)]
+    problems = []
+    for rel, digest in m.files.items():
+        f = path / rel
+        if not f.is_file():
+            problems.append(f"{rel}: missing")
+        elif sha256_file(f) != digest:
+            problems.append(f"{rel}: sha256 does not match the manifest (file corrupted or replaced)")
+    if set(m.files) - set(HASHED_FILES):  # the manifest claims the whole version
+        for f in sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST_FILE):
+            if f.relative_to(path).as_posix() not in m.files:
+                problems.append(f"{f.relative_to(path).as_posix()}: not in the manifest")
+    return problems
 
 
 def set_current(root: str | Path, name: str, version: str) -> None:
-    """Point CURRENT at an existing version (e.g. a rollback), atomically."""
+    """Point CURRENT at an existing version, atomically (refuses a directory without a readable manifest;
+    the service's loader still self-tests what it points at)."""
     path = version_path(root, name, version)
-    Manifest.read(path / MANIFEST_FILE)  # refuse a pointer to something that is not a version
+    Manifest.read(path / MANIFEST_FILE)
     with _lock(Path(root) / name):
         _write_pointer(Path(root) / name, version)
 
 
 def publish(staging_dir: str | Path, root: str | Path, name: str, force: bool = False,
-            tolerance: float = 0.01) -> str:
+            tolerance: float = 0.01, *, check: Callable[[Path], object] | None = None) -> str:
     """Copy a staged artifact into the registry as a new version, move CURRENT to it, return the version.
 
-    The staged directory is self-tested first (the loader's full check) and left untouched."""
-    from artifact.loader import load_version  # here, not at the top: the loader imports this module
-
-    staged = load_version(staging_dir).manifest
+    check: the self-test the staged directory must pass first (raises ArtifactError), e.g.
+    artifact.loader.load_version; without it only the manifest and the files' hashes are checked.
+    Raises AlreadyPublished (naming the version) for a model identical to an existing one, and
+    ArtifactError when the quality gate refuses (unless force). The staged directory is left untouched."""
+    staging_dir = Path(staging_dir)
+    staged = Manifest.read(staging_dir / MANIFEST_FILE)
+    problems = verify_dir(staging_dir, staged)
+    if problems:
+        raise ArtifactError(f"{staging_dir}: {problems[0]}")
+    if check is not None:
+        check(staging_dir)
     d = Path(root) / name
     d.mkdir(parents=True, exist_ok=True)
     with _lock(d):
         _pause("locked")
-        _quality_gate(staged, root, name, force, tolerance)
+        manifests, current = _manifests(d), _current_or_none(root, name)
+        same = _identical(staged, manifests)
+        if same is not None:
+            raise AlreadyPublished(_identical_message(name, same, current), same)
+        staged.gate = _quality_gate(staged, manifests, current, force, tolerance)
         _remove_stale_temps(d)
 
         now, version = _new_version(d, staged)
@@ -108,40 +133,172 @@ def publish(staging_dir: str | Path, root: str | Path, name: str, force: bool = 
     return version
 
 
+def best_on_corpus(manifests: dict[str, Manifest], corpus: dict) -> Manifest | None:
+    """The version with the lowest val loss among those trained on this corpus fingerprint."""
+    same = [m for m in manifests.values() if _corpus_key(m.corpus) == _corpus_key(corpus)]
+    return min(same, key=lambda m: m.metrics["val"], default=None)
+
+
+def previous_good(root: str | Path, name: str) -> str | None:
+    """What `rollback` goes back to: the newest version older than the current one that verifies and
+    did not need --force to get past the quality gate."""
+    current = _current_or_none(root, name)
+    for version in reversed(list_versions(root, name)):
+        if current is not None and version >= current:
+            continue
+        path = version_path(root, name, version)
+        try:
+            m = Manifest.read(path / MANIFEST_FILE)
+        except ArtifactError:
+            continue
+        if not (m.gate or {}).get("forced") and not verify_dir(path, m):
+            return version
+    return None
+
+
+def rollback(root: str | Path, name: str, version: str | None = None) -> tuple[str | None, str]:
+    """Move CURRENT to `version` (default: previous_good) after checking its files; returns (old, new)."""
+    d = Path(root) / name
+    if not d.is_dir():
+        raise ArtifactError(f"{d}: no such model in the registry")
+    if version is None:
+        version = previous_good(root, name)
+        if version is None:
+            raise ArtifactError(f"{d}: no earlier version that verifies and was not forced: nothing to roll back to")
+    if version not in list_versions(root, name):
+        raise ArtifactError(f"{d}: no version {version!r} (see `python -m artifact list`)")
+    path = version_path(root, name, version)
+    m = Manifest.read(path / MANIFEST_FILE)
+    problems = verify_dir(path, m)
+    if problems or (m.name, m.version) != (name, version):
+        raise ArtifactError(f"{path}: {problems[0] if problems else 'manifest names another version'}; "
+                            f"refusing to serve it")
+    with _lock(d):
+        old = _current_or_none(root, name)
+        _write_pointer(d, version)
+    log.info("rolled %s back from %s to %s", name, old, version)
+    return old, version
+
+
+def prune(root: str | Path, name: str, keep: int, dry_run: bool = False) -> dict[str, str | None]:
+    """Remove all but the newest `keep` versions, never the current one, the one `rollback` would go back
+    to, nor the best on each corpus (the quality gate's reference). Returns {version: why kept, or None
+    if removed}, oldest first. A removed version is renamed to a dot-prefixed name first, so no reader
+    ever lists half of it."""
+    if keep < 1:
+        raise ArtifactError(f"--keep must be at least 1, got {keep}")
+    d = Path(root) / name
+    if not d.is_dir():
+        raise ArtifactError(f"{d}: no such model in the registry")
+    with _lock(d):
+        versions = list_versions(root, name)
+        manifests = _manifests(d)
+        why: dict[str, str] = {}
+        for v in versions[-keep:]:
+            why[v] = f"among the newest {keep}"
+        for m in manifests.values():
+            best = best_on_corpus(manifests, m.corpus)
+            why.setdefault(best.version, f"best val on corpus {m.corpus['sha256'][:12]}...")
+        previous = previous_good(root, name)
+        if previous is not None:
+            why[previous] = "the rollback target"
+        current = _current_or_none(root, name)
+        if current is not None:
+            why[current] = "current"
+        result: dict[str, str | None] = {}
+        for v in versions:
+            result[v] = why.get(v)
+            if v not in why and not dry_run:
+                doomed = d / f"{TEMP_PREFIX}prune-{v}"
+                os.rename(d / v, doomed)
+                shutil.rmtree(doomed)
+        _fsync_dir(d)
+    return result
+
+
+def version_size(path: str | Path) -> int:
+    """Bytes of all files of a version directory."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def _current_or_none(root: str | Path, name: str) -> str | None:
+    try:
+        return current_version(root, name)
+    except ArtifactError:
+        return None
+
+
+def _manifests(d: Path) -> dict[str, Manifest]:
+    """The readable manifests of every version of one name, by version."""
+    out = {}
+    for v in list_versions(d.parent, d.name):
+        try:
+            out[v] = Manifest.read(d / v / MANIFEST_FILE)
+        except ArtifactError as e:
+            log.warning("skipping %s: %s", v, e)
+    return out
+
+
+def _identical(staged: Manifest, manifests: dict[str, Manifest]) -> str | None:
+    """An existing version whose model and corpus hash the same (the report, with its timings, differs
+    between two runs of one recipe and does not change a single answer the service gives)."""
+    key = tuple(staged.files[f] for f in HASHED_FILES)
+    for v, m in manifests.items():
+        if tuple(m.files.get(f) for f in HASHED_FILES) == key:
+            return v
+    return None
+
+
+def _identical_message(name: str, version: str, current: str | None) -> str:
+    where = ("the current version" if version == current else
+             f"not the current one ({current}); `python -m artifact rollback {version}` serves it")
+    return (f"identical to existing version {name}/{version} (model.onnx and names.txt hash the same), "
+            f"{where}: not republished")
+
+
+def _corpus_key(corpus: dict) -> tuple:
+    return corpus["sha256"], corpus["seed"]
+
+
+def _quality_gate(new: Manifest, manifests: dict[str, Manifest], current: str | None, force: bool,
+                  tolerance: float) -> dict:
+    """Refuse (ArtifactError) a model worse than the best on its corpus by more than the tolerance, unless
+    forced; returns the verdict the manifest records."""
+    best = best_on_corpus(manifests, new.corpus)
+    verdict = {"reference": None, "reference_val": None, "tolerance": tolerance, "forced": False, "overrode": None}
+    if best is None:
+        log.info("quality gate: no version on this corpus (sha256 %s... seed %s) to compare with",
+                 new.corpus["sha256"][:12], new.corpus["seed"])
+        return verdict
+    verdict.update(reference=best.version, reference_val=best.metrics["val"])
+    worse = new.metrics["val"] - best.metrics["val"]
+    if worse <= tolerance:
+        return verdict
+    which = f"current version {best.version}'s" if best.version == current else f"version {best.version}'s"
+    msg = (f"quality gate: val loss {new.metrics['val']:.4f} is worse than {which} {best.metrics['val']:.4f} "
+           f"(the best on this corpus) by {worse:.4f} (tolerance {tolerance})")
+    if not force:
+        raise ArtifactError(msg + "; refusing to publish (--force to override)")
+    log.warning("%s; FORCED: publishing anyway, recorded in the manifest (gate.forced)", msg)
+    verdict.update(forced=True, overrode=msg)
+    return verdict
+
+
 def _new_version(d: Path, staged: Manifest) -> tuple[datetime, str]:
     """UTC time to the second + a short hash of the staged manifest (which holds the files' sha256,
-    the metrics and the corpus fingerprint): names sort by time, and the hash names the content."""
+    the metrics and the corpus fingerprint): the hash names the content, and names sort by time, so the
+    time is taken one second past the newest existing version's when the clock has not moved on
+    (two publishes within a second, or a clock set back): "previous" and "newest" stay true."""
     digest = hashlib.sha256(json.dumps(staged.to_dict(), sort_keys=True).encode()).hexdigest()[:6]
-    while True:
-        now = datetime.now(timezone.utc)
-        version = f"{now:%Y%m%dT%H%M%SZ}-{digest}"
-        if not (d / version).exists():
-            return now, version
-        time.sleep(1 - now.microsecond / 1e6)  # the same model again within a second: take the next one
-
-
-def _quality_gate(new: Manifest, root, name: str, force: bool, tolerance: float) -> None:
-    try:
-        cur = Manifest.read(version_path(root, name, current_version(root, name)) / MANIFEST_FILE)
-    except ArtifactError as e:
-        # Nothing (readable) is served: any complete model is an improvement.
-        log.info("quality gate: no current version to compare with (%s)", e)
-        return
-    same_corpus = (new.corpus["sha256"], new.corpus["seed"]) == (cur.corpus["sha256"], cur.corpus["seed"])
-    if not same_corpus:
-        log.warning("quality gate skipped: the corpus differs from current version %s's "
-                    "(sha256 %s... seed %s vs %s... seed %s), so val losses are not comparable",
-                    cur.version, new.corpus["sha256"][:12], new.corpus["seed"],
-                    cur.corpus["sha256"][:12], cur.corpus["seed"])
-        return
-    worse = new.metrics["val"] - cur.metrics["val"]
-    if worse > tolerance:
-        msg = (f"quality gate: val loss {new.metrics['val']:.4f} is worse than current version "
-               f"{cur.version}'s {cur.metrics['val']:.4f} by {worse:.4f} (tolerance {tolerance}) "
-               f"on the same corpus")
-        if not force:
-            raise ArtifactError(msg + "; refusing to publish (force to override)")
-        log.warning("%s; publishing anyway (forced)", msg)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    existing = list_versions(d.parent, d.name)
+    if existing:
+        try:
+            newest = datetime.strptime(existing[-1][:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+            now = max(now, newest + timedelta(seconds=1))
+        except ValueError:  # not a name this registry made: nothing to order after
+            pass
+    return now, f"{now:%Y%m%dT%H%M%SZ}-{digest}"
 
 
 def _write_pointer(d: Path, version: str) -> None:
@@ -158,14 +315,14 @@ def _write_pointer(d: Path, version: str) -> None:
 def _remove_stale_temps(d: Path) -> None:
     for p in d.iterdir():
         if p.name.startswith(TEMP_PREFIX):
-            log.info("removing %s, left by an interrupted publish", p)
+            log.info("removing %s, left by an interrupted publish or prune", p)
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 @contextmanager
 def _lock(d: Path):
     with open(d / ".lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)  # blocks while another publisher of this name runs
+        fcntl.flock(f, fcntl.LOCK_EX)  # blocks while another writer of this name runs
         try:
             yield
         finally:

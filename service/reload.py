@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 
 from artifact import ArtifactError
+from artifact.layout import current_version, version_path
 from artifact.loader import load_version
-from artifact.registry import current_version, version_path
 from service.engine import Engine
 from service.logs import get_logger
 from service.metrics import Metrics

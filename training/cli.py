@@ -150,10 +150,14 @@ def print_metrics(metrics: dict) -> None:
 
 def publish(run_dir: Path, registry: str, name: str, force: bool) -> int:
     from artifact import ArtifactError
+    from artifact.registry import AlreadyPublished
     from training.publish import publish_run
 
     try:
         version = publish_run(run_dir, registry, name, force=force)
+    except AlreadyPublished as e:  # the same model again: nothing to do, not a failure
+        print(f"namegen-train: {e}")
+        return 0
     except (ArtifactError, OSError) as e:  # OSError: e.g. a registry this user cannot write to
         print(f"namegen-train: not published: {e}", file=sys.stderr)
         return 1

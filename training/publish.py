@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from artifact import ArtifactError
 from artifact.manifest import (FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, NAMES_FILE, REPORT_DIR, Manifest,
                                hash_files)
-from artifact.registry import publish as publish_version
+from artifact.loader import load_version
+from artifact.registry import AlreadyPublished, publish as publish_version
 from training.data import DEFAULT_YEAR, Corpus, CorpusError, Splits, load_corpus, make_splits
 from training.ensemble import load_model as load_run_model
 from training.export import INPUT, OPSET, OUTPUT, to_onnx
@@ -53,7 +54,7 @@ def publish_run(run_dir: str | Path, registry: str | Path, name: str, force: boo
         write_artifact(staging, model, corpus, splits, train_config=config.get("train", {}),
                        metrics=metrics, diagnostics=diagnostics, seed=config.get("data", {}).get("seed", 42),
                        plots_dir=run_dir / "plots")
-        return publish_version(staging, registry, name, force=force, tolerance=tolerance)
+        return publish_version(staging, registry, name, force=force, tolerance=tolerance, check=load_version)
 
 
 def load_model(path: Path) -> NameMLP | Ensemble:
@@ -200,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         version = publish_run(args.run_dir, args.registry, args.name, force=args.force, tolerance=args.tolerance)
+    except AlreadyPublished as e:  # the same model again: nothing to do, not a failure
+        print(e)
+        return 0
     except (ArtifactError, CorpusError, OSError) as e:  # OSError: e.g. a registry this user cannot write to
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -17,19 +17,20 @@ def synthetic_names(n=300, seed=0):
     return sorted({"".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 4))) for _ in range(n)})
 
 
-@pytest.fixture(scope="session")
-def staged_artifact(tmp_path_factory, sgd_steps):
+def build_staged(root, sgd_steps, seed):
+    """Train a tiny model (torch seed `seed`) on the synthetic corpus and stage it with the training
+    side's own writer; returns the staged directory."""
     from training.data import load_corpus, make_splits
     from training.model import ModelConfig, NameMLP
     from training.publish import write_artifact
 
-    root = tmp_path_factory.mktemp("staged")
     corpus_file = root / "names.txt"
-    corpus_file.write_text("\n".join(synthetic_names()) + "\n")
+    if not corpus_file.exists():
+        corpus_file.write_text("\n".join(synthetic_names()) + "\n")
     corpus = load_corpus(corpus_file)
     splits = make_splits(corpus, block_size=3)
     torch.set_num_threads(1)  # a tiny model: more threads only contend on busy shared cores
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = NameMLP(ModelConfig(vocab_size=splits.vocab.size, n_embd=4, n_hidden=16, bn_momentum=0.1))
     sgd_steps(model, *splits.train, steps=200)
     with torch.no_grad():
@@ -37,10 +38,23 @@ def staged_artifact(tmp_path_factory, sgd_steps):
     metrics = {"steps": 200, "train_loss": val, "val_loss": val, "test_loss": val, "statistics": "running",
                "running": {"train": val, "val": val, "test": val}, "calibrated": None, "seconds": 1.0}
     diagnostics = {"health": {"ok": True, "warnings": []}}
-    out = root / "artifact"
+    out = root / f"artifact-{seed}"
     write_artifact(out, model, corpus, splits, train_config={"steps": 200}, metrics=metrics,
                    diagnostics=diagnostics)
     return out
+
+
+@pytest.fixture(scope="session")
+def staged_models(tmp_path_factory, sgd_steps):
+    """Four staged artifacts of different models (seeds 0-3) on one corpus: the registry refuses to
+    republish an identical model, so tests that publish several versions need different ones."""
+    root = tmp_path_factory.mktemp("staged")
+    return [build_staged(root, sgd_steps, seed) for seed in range(4)]
+
+
+@pytest.fixture(scope="session")
+def staged_artifact(staged_models):
+    return staged_models[0]
 
 
 @pytest.fixture

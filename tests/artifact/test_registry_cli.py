@@ -1,0 +1,117 @@
+"""`python -m artifact` on real registries published from tiny trained models."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from artifact.__main__ import main
+from artifact.layout import current_version, list_versions, version_path
+from artifact.manifest import MANIFEST_FILE
+from artifact.registry import publish
+from registry_helpers import with_val
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def registry(staged_models, tmp_path):
+    """Three versions: a distilled student (val 2.0), a better one (1.9), then one forced past the gate (2.5)."""
+    root = tmp_path / "models"
+    student = with_val(staged_models[0], tmp_path, 2.0)
+    m = json.loads((student / MANIFEST_FILE).read_text())
+    m["teacher"] = {"name": "names", "version": "20261125T133006Z-72d274", "val": 1.9631, "members": 2,
+                    "source": "registry"}
+    (student / MANIFEST_FILE).write_text(json.dumps(m))
+    versions = [publish(student, root, "names"),
+                publish(with_val(staged_models[1], tmp_path, 1.9), root, "names"),
+                publish(with_val(staged_models[2], tmp_path, 2.5), root, "names", force=True)]
+    return root, versions
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_shows_each_version_with_its_val_teacher_size_and_the_current_one(registry, capsys):
+    root, (student, better, forced) = registry
+    code, out, _ = run(capsys, "list", "--registry", str(root))
+    assert code == 0
+    rows = {line.split()[1] if line.startswith("*") else line.split()[0]: line for line in out.splitlines()[1:-1]}
+    assert list(rows) == [student, better, forced]
+    assert "2.0000" in rows[student] and "names/20261125T133006Z-72d274 (val 1.9631)" in rows[student]
+    assert "best on its corpus" in rows[better]
+    assert rows[forced].startswith("*") and "forced" in rows[forced] and " MB" in rows[forced]
+    assert out.splitlines()[-1].endswith(f"current: {forced}")
+
+
+def test_show_prints_a_versions_losses_corpus_and_gate_verdict(registry, capsys):
+    root, (student, better, forced) = registry
+    code, out, _ = run(capsys, "show", forced, "--registry", str(root))
+    assert code == 0
+    assert f"names/{forced}  (current)" in out and "val 2.5000" in out
+    assert f"FORCED past: quality gate: val loss 2.5000 is worse than current version {better}'s 1.9000" in out
+    code, out, _ = run(capsys, "show", better, "--registry", str(root), "--json")
+    assert json.loads(out)["version"] == better
+
+
+def test_rollback_without_a_version_goes_back_past_the_forced_one(registry, capsys):
+    root, (student, better, forced) = registry
+    code, out, _ = run(capsys, "rollback", "--registry", str(root))
+    assert code == 0 and out.startswith(f"names: CURRENT {forced} -> {better};")
+    assert current_version(root, "names") == better
+    code, out, _ = run(capsys, "rollback", student, "--registry", str(root))
+    assert code == 0 and current_version(root, "names") == student
+
+
+def test_prune_reports_what_it_keeps_and_removes(registry, capsys):
+    root, (student, better, forced) = registry
+    code, out, _ = run(capsys, "prune", "--keep", "1", "--registry", str(root))
+    assert code == 0
+    assert f"removed {student}" in out and f"keep   {forced}  (current)" in out
+    assert out.splitlines()[-1] == "names: removed 1 of 3 version(s)"
+    assert list_versions(root, "names") == [better, forced]
+
+
+def test_verify_exits_1_naming_the_damaged_file(registry, capsys):
+    root, (student, better, forced) = registry
+    code, out, _ = run(capsys, "verify", "--registry", str(root))
+    assert code == 0 and out.count("ok  ") == 3
+    report = sorted((version_path(root, "names", better) / "report").rglob("*.json"))[0]
+    report.write_text("{}")
+    code, out, _ = run(capsys, "verify", "--registry", str(root))
+    assert code == 1
+    assert f"BAD {better}: report/{report.name}: sha256 does not match" in out
+    assert out.splitlines()[-1] == "names: 1 problem(s)"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["show", "20990101T000000Z-abcdef"], "no version '20990101T000000Z-abcdef' of names"),
+    (["rollback", "nope"], "no version 'nope' of names"),
+    (["prune", "--keep", "0"], "--keep must be at least 1, got 0"),
+    (["list", "--name", "other"], "other: no such model in the registry"),
+])
+def test_user_errors_exit_2_with_one_line(registry, capsys, args, message):
+    root, _ = registry
+    code, out, err = run(capsys, *args, "--registry", str(root))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("python -m artifact") and message in err
+
+
+def test_bad_flags_exit_2_with_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["prune", "--keep", "many"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "invalid int value: 'many'" in err
+
+
+def test_module_runs_as_a_process_with_the_registry_from_the_environment(registry):
+    root, (_, _, forced) = registry
+    env = dict(os.environ, PYTHONPATH=str(REPO), NAMEGEN_MODEL_DIR=str(root), NAMEGEN_MODEL_NAME="names")
+    out = subprocess.run([sys.executable, "-m", "artifact", "list"], capture_output=True, text=True, env=env,
+                         cwd="/")
+    assert out.returncode == 0 and out.stdout.splitlines()[-1].endswith(f"current: {forced}")
