@@ -5,6 +5,7 @@ import asyncio
 import itertools
 import os
 import random
+import re
 import contextlib
 import gc
 import signal
@@ -16,14 +17,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from service.logs import get_logger, setup_logging
 from service.metrics import Metrics
+from service.protocol import REFUSAL
 from service.reload import ModelState, Reloader
 from service.routes import Gate, router
 from service.settings import Settings, get_settings
 
 log = get_logger("app")
+REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@+\-]{1,128}\Z")  # a client's X-Request-ID is kept only if plain
 access = get_logger("access")
 
 DESCRIPTION = """Names sampled from makemore part 3's BatchNorm MLP, served from its ONNX artifact.
@@ -41,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, server_error)
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics, max_body=settings.max_body_bytes)
     return app
@@ -109,6 +114,12 @@ async def server_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": [{"field": None, "message": "internal error"}]}, status_code=500)
 
 
+async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+    """The client left (or service.protocol closed it for a slow body) before its body arrived: no one
+    reads this answer, but the access log and metrics record a 408 rather than an internal error."""
+    return JSONResponse({"detail": [{"field": "body", "message": "the client disconnected"}]}, status_code=408)
+
+
 # ---- per request: id, body limit, metrics, one log line (plain ASGI: cheaper than BaseHTTPMiddleware)
 
 class RequestMiddleware:
@@ -126,7 +137,7 @@ class RequestMiddleware:
         request_id = length = None
         for k, v in scope["headers"]:
             if k == b"x-request-id":
-                request_id = v.decode("latin-1")[:128]
+                request_id = v.decode("latin-1") if REQUEST_ID.match(v) else None  # else one of ours
             elif k == b"content-length":
                 length = v
         request_id = request_id or f"{self.prefix}{next(self.counter):08x}"
@@ -152,7 +163,16 @@ class RequestMiddleware:
             return message
 
         try:
-            if length is not None and length.isdigit() and int(length) > self.max_body:
+            refusal = scope.get(REFUSAL)  # set by service.protocol: headers too large, too many connections
+            if refusal:
+                code, message = refusal
+                headers = {"Connection": "close", **({"Retry-After": "1"} if code == 503 else {})}
+                if code == 503:
+                    self.metrics.busy.inc()
+                response = JSONResponse({"detail": [{"field": None, "message": message}]}, status_code=code,
+                                        headers=headers)
+                await response(scope, receive, send_with_id)
+            elif length is not None and length.isdigit() and int(length) > self.max_body:
                 response = JSONResponse({"detail": [{"field": "body", "message": f"request body larger than "
                                                      f"{self.max_body} bytes"}]}, status_code=413)
                 await response(scope, receive, send_with_id)
