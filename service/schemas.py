@@ -3,6 +3,8 @@ max_length maxima, the vocabulary, top_k's maximum) are checked in the routes, w
 422 error shape naming the field."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 SEED_LIMIT = 2 ** 63
@@ -95,3 +97,22 @@ class ErrorItem(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: list[ErrorItem]
+
+
+class ReloadState(BaseModel):
+    refused: str | None = Field(description="a newer version CURRENT names that was refused (the served one "
+                                            "stays), or null")
+    reason: str | None = Field(description="why, as a code: files_missing, checksum_mismatch, probe_mismatch, "
+                                           "self_test_failed, graph_invalid, manifest_invalid, files_unreadable, "
+                                           "bad_pointer, load_failed; details are in the service's log")
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready"]
+    model: ModelRef
+    reload: ReloadState
+
+
+class NotReadyResponse(ErrorResponse):
+    reason: str = Field(description="loading, no_model_published, or a refusal code as in ReloadState")
+    version: str | None = Field(description="the version that was refused, if any")
