@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from service import openapi
 from service.logs import get_logger, setup_logging
 from service.metrics import Metrics
 from service.protocol import REFUSAL
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gate = Gate(settings.max_in_flight)
     app.state.seeds = random.Random(os.urandom(16))  # seeds for requests without one (not secrets)
     app.include_router(router)
+    openapi.install(app)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(ClientDisconnect, client_gone)
@@ -105,8 +107,19 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    headers = exc.headers
+    if exc.status_code == 405:  # Starlette's Allow names the methods of one route; a path can have several
+        methods = allowed_methods(request)
+        if methods:
+            headers = {**(headers or {}), "Allow": ", ".join(methods)}
     return JSONResponse({"detail": [{"field": None, "message": str(exc.detail)}]}, status_code=exc.status_code,
-                        headers=exc.headers)
+                        headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API document gives this request's path (and HEAD with GET, as served)."""
+    methods = {m.upper() for m in request.app.openapi()["paths"].get(request.url.path, {})}
+    return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
 
 
 async def server_error(request: Request, exc: Exception) -> JSONResponse:
