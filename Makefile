@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test default-model deploy-test clean
+.PHONY: serve test reliability default-model deploy-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ serve: $(VENV)/.serve-installed
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q
+
+# Hostile and heavy input, faults and slow clients against real servers (a few minutes; docs/reliability.md).
+reliability: $(VENV)/.dev-installed
+	$(PY) -m pytest -q -m reliability tests/reliability
 
 # Retrain the shipped default model on the default corpus and publish it to models/.
 default-model: $(VENV)/.dev-installed

@@ -1,0 +1,185 @@
+"""Helpers for the reliability suite: a copy of the shipped registry, versions to publish (good,
+corrupt, incomplete), real `python -m service` processes on 127.0.0.1 stopped by PID, and what
+/proc says about a process (peak RSS, CPU time, open files)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from artifact.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
+from artifact.registry import current_version, list_versions, set_current, version_path
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = "names"
+SHIPPED = ROOT / "models"  # the shipped model: what the image serves, so what the figures are for
+
+
+def copy_registry(target: Path) -> Path:
+    shutil.copytree(SHIPPED / NAME, target / NAME)
+    return target
+
+
+def new_version(registry: Path, damage: str | None = None, point: bool = True) -> str:
+    """A copy of the current version under a new name (manifest restamped), optionally damaged:
+    "corrupt" flips a byte of model.onnx, "missing" leaves model.onnx out. CURRENT moves to it."""
+    source = version_path(registry, NAME, current_version(registry, NAME))
+    version = f"{source.name}-v{len(list_versions(registry, NAME))}{'-' + damage if damage else ''}"
+    target = version_path(registry, NAME, version)
+    shutil.copytree(source, target)
+    manifest = Manifest.read(target / MANIFEST_FILE)
+    manifest.version = version
+    manifest.write(target / MANIFEST_FILE)
+    if damage == "corrupt":
+        data = bytearray((target / MODEL_FILE).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (target / MODEL_FILE).write_bytes(bytes(data))
+    elif damage == "missing":
+        (target / MODEL_FILE).unlink()
+    if point:
+        set_current(registry, NAME, version)
+    return version
+
+
+class Server:
+    """`python -m service` on an ephemeral 127.0.0.1 port, logs in a file; stop() by PID."""
+
+    def __init__(self, registry: Path, log_path: Path, **env: str):
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        values = {"NAMEGEN_MODEL_DIR": str(registry), "NAMEGEN_MODEL_NAME": NAME, "NAMEGEN_HOST": "127.0.0.1",
+                  "NAMEGEN_PORT": "0", "NAMEGEN_WORKERS": "1", "NAMEGEN_LOG_FORMAT": "json",
+                  "NAMEGEN_RELOAD_INTERVAL": "0.2"}
+        values.update({f"NAMEGEN_{k.upper()}": str(v) for k, v in env.items()})
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT), **values}
+        self.proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=full_env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        self.url = self._wait_for_url()
+        wait_until(lambda: httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200, timeout=60)
+
+    def _wait_for_url(self, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(r"running on (http://127\.0\.0\.1:\d+)", self.log_path.read_text())
+            if m and not m.group(1).endswith(":0"):
+                return m.group(1)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.log_path.read_text()}")
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+
+    def text(self) -> str:
+        return self.log_path.read_text()
+
+    def logs(self) -> list[dict]:
+        return [json.loads(line) for line in self.text().splitlines() if line.startswith("{")]
+
+    def statuses(self) -> list[int]:
+        return [x["status"] for x in self.logs() if x.get("msg") == "request"]
+
+    def workers(self) -> list[int]:
+        """The worker processes (several workers), or the server itself (one)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        workers = [int(c) for c in children if "service" in cmdline(int(c)) or "multiprocessing" in cmdline(int(c))]
+        return workers or [self.pid]
+
+    def healthy(self) -> bool:
+        try:
+            ok = httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200
+            return ok and httpx.get(f"{self.url}/generate?count=3&seed=1", timeout=10).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def reset_peak(pid: int) -> None:
+    """Make VmHWM (peak RSS) start again from the current RSS (Linux: clear_refs 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def wait_until(predicate, timeout: float = 20, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except httpx.HTTPError:
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+class Load:
+    """Client threads sending /generate (a new connection each, so a killed worker takes only the
+    request in flight with it); records (status or exception name, version) per request."""
+
+    def __init__(self, url: str, threads: int = 3, params: str = "count=5"):
+        self.url, self.params = url, params
+        self.results: list[tuple[int | str, str | None]] = []
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                r = httpx.get(f"{self.url}/generate?{self.params}", timeout=30, headers={"Connection": "close"})
+                version = r.json()["model"]["version"] if r.status_code == 200 else None
+                self.results.append((r.status_code, version))
+            except httpx.HTTPError as e:
+                self.results.append((type(e).__name__, None))
+
+    def finish(self) -> list[tuple[int | str, str | None]]:
+        self.stopping.set()
+        for t in self.threads:
+            t.join()
+        return self.results
+
+    def failures(self) -> list:
+        return [r for r in self.results if r[0] != 200]
