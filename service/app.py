@@ -133,6 +133,11 @@ async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
     return JSONResponse({"detail": [{"field": "body", "message": "the client disconnected"}]}, status_code=408)
 
 
+def is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
 # ---- per request: id, body limit, metrics, one log line (plain ASGI: cheaper than BaseHTTPMiddleware)
 
 class RequestMiddleware:
@@ -148,11 +153,17 @@ class RequestMiddleware:
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         request_id = length = None
+        content_type, chunked = b"", False
         for k, v in scope["headers"]:
             if k == b"x-request-id":
                 request_id = v.decode("latin-1") if REQUEST_ID.match(v) else None  # else one of ours
             elif k == b"content-length":
                 length = v
+            elif k == b"content-type":
+                content_type = v
+            elif k == b"transfer-encoding":
+                chunked = True
+        has_body = chunked or (length is not None and length.strip() not in (b"", b"0"))
         request_id = request_id or f"{self.prefix}{next(self.counter):08x}"
         rid_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500
@@ -184,6 +195,10 @@ class RequestMiddleware:
                     self.metrics.busy.inc()
                 response = JSONResponse({"detail": [{"field": None, "message": message}]}, status_code=code,
                                         headers=headers)
+                await response(scope, receive, send_with_id)
+            elif has_body and scope["method"] in ("POST", "PUT", "PATCH") and not is_json(content_type):
+                response = JSONResponse({"detail": [{"field": "content-type", "message": "a request body must be "
+                                                     "JSON (content-type: application/json)"}]}, status_code=415)
                 await response(scope, receive, send_with_id)
             elif length is not None and length.isdigit() and int(length) > self.max_body:
                 response = JSONResponse({"detail": [{"field": "body", "message": f"request body larger than "

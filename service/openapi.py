@@ -16,6 +16,10 @@ METRICS_CONTENT = {"text/plain": {"schema": {"type": "string",
                                              "description": "Prometheus text exposition format"}}}
 
 
+BODY_ERRORS = {"413": "the body is larger than NAMEGEN_MAX_BODY_BYTES",
+               "415": "a body that is not JSON (content-type: application/json)"}
+
+
 def install(app: FastAPI) -> None:
     """Make app.openapi() (hence /openapi.json and /docs) state the limits."""
     cache: dict[str, Any] = {}
@@ -96,6 +100,13 @@ def with_limits(doc: dict, settings: Settings, engine) -> dict:
                 visit(value)
 
     visit(doc)
+    error = {"$ref": "#/components/schemas/ErrorResponse"} \
+        if "ErrorResponse" in doc.get("components", {}).get("schemas", {}) else {"type": "object"}
+    for methods in doc.get("paths", {}).values():  # what the middleware answers before any route
+        if "post" in methods:
+            responses = methods["post"].setdefault("responses", {})
+            for code, why in BODY_ERRORS.items():
+                responses.setdefault(code, {"description": why, "content": {"application/json": {"schema": error}}})
     metrics = doc.get("paths", {}).get("/metrics", {}).get("get")
     if metrics is not None:
         metrics.setdefault("responses", {}).setdefault("200", {})["content"] = METRICS_CONTENT

@@ -3,18 +3,17 @@ corrupt, incomplete), real `python -m service` processes on 127.0.0.1 stopped by
 /proc says about a process (peak RSS, CPU time, open files)."""
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+import service_helpers  # noqa: E402  (the service tests' real-server helper, shared)
 
 from artifact.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
 from artifact.registry import current_version, list_versions, set_current, version_path
@@ -50,40 +49,20 @@ def new_version(registry: Path, damage: str | None = None, point: bool = True) -
     return version
 
 
-class Server:
-    """`python -m service` on an ephemeral 127.0.0.1 port, logs in a file; stop() by PID."""
+class Server(service_helpers.Server):
+    """`python -m service` on an ephemeral 127.0.0.1 port serving `registry`, settings as keyword
+    arguments (max_in_flight=4 is NAMEGEN_MAX_IN_FLIGHT=4); JSON logs unless log_format="text"."""
 
     def __init__(self, registry: Path, log_path: Path, **env: str):
-        self.log_path = log_path
-        self.log = open(log_path, "w")
-        values = {"NAMEGEN_MODEL_DIR": str(registry), "NAMEGEN_MODEL_NAME": NAME, "NAMEGEN_HOST": "127.0.0.1",
-                  "NAMEGEN_PORT": "0", "NAMEGEN_WORKERS": "1", "NAMEGEN_LOG_FORMAT": "json",
-                  "NAMEGEN_RELOAD_INTERVAL": "0.2"}
+        values = {"NAMEGEN_MODEL_DIR": str(registry), "NAMEGEN_MODEL_NAME": NAME, "NAMEGEN_LOG_FORMAT": "json",
+                  "NAMEGEN_RELOAD_INTERVAL": "0.2", "PYTHONPATH": str(ROOT)}
         values.update({f"NAMEGEN_{k.upper()}": str(v) for k, v in env.items()})
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT), **values}
-        self.proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=full_env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        super().__init__(values, log_path)
         self.pid = self.proc.pid
-        self.url = self._wait_for_url()
         wait_until(lambda: httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200, timeout=60)
-
-    def _wait_for_url(self, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = re.search(r"running on (http://127\.0\.0\.1:\d+)", self.log_path.read_text())
-            if m and not m.group(1).endswith(":0"):
-                return m.group(1)
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.log_path.read_text()}")
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
 
     def text(self) -> str:
         return self.log_path.read_text()
-
-    def logs(self) -> list[dict]:
-        return [json.loads(line) for line in self.text().splitlines() if line.startswith("{")]
 
     def statuses(self) -> list[int]:
         return [x["status"] for x in self.logs() if x.get("msg") == "request"]
@@ -91,8 +70,7 @@ class Server:
     def workers(self) -> list[int]:
         """The worker processes (several workers), or the server itself (one)."""
         children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-        workers = [int(c) for c in children if "service" in cmdline(int(c)) or "multiprocessing" in cmdline(int(c))]
-        return workers or [self.pid]
+        return [int(c) for c in children] or [self.pid]
 
     def healthy(self) -> bool:
         try:
@@ -100,17 +78,6 @@ class Server:
             return ok and httpx.get(f"{self.url}/generate?count=3&seed=1", timeout=10).status_code == 200
         except httpx.HTTPError:
             return False
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
 
 
 def cmdline(pid: int) -> str:
