@@ -69,8 +69,8 @@ class Server(service_helpers.Server):
 
     def workers(self) -> list[int]:
         """The worker processes (several workers), or the server itself (one)."""
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-        return [int(c) for c in children] or [self.pid]
+        children = [int(c) for c in Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()]
+        return [c for c in children if "spawn_main" in cmdline(c)] or [self.pid]
 
     def healthy(self) -> bool:
         try:
@@ -123,11 +123,12 @@ def wait_until(predicate, timeout: float = 20, interval: float = 0.05):
 
 class Load:
     """Client threads sending /generate (a new connection each, so a killed worker takes only the
-    request in flight with it); records (status or exception name, version) per request."""
+    request in flight with it); records (status or exception name, version, monotonic time at the
+    end) per request."""
 
     def __init__(self, url: str, threads: int = 3, params: str = "count=5"):
         self.url, self.params = url, params
-        self.results: list[tuple[int | str, str | None]] = []
+        self.results: list[tuple[int | str, str | None, float]] = []
         self.stopping = threading.Event()
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
         for t in self.threads:
@@ -138,11 +139,11 @@ class Load:
             try:
                 r = httpx.get(f"{self.url}/generate?{self.params}", timeout=30, headers={"Connection": "close"})
                 version = r.json()["model"]["version"] if r.status_code == 200 else None
-                self.results.append((r.status_code, version))
+                self.results.append((r.status_code, version, time.monotonic()))
             except httpx.HTTPError as e:
-                self.results.append((type(e).__name__, None))
+                self.results.append((type(e).__name__, None, time.monotonic()))
 
-    def finish(self) -> list[tuple[int | str, str | None]]:
+    def finish(self) -> list[tuple[int | str, str | None, float]]:
         self.stopping.set()
         for t in self.threads:
             t.join()
