@@ -86,7 +86,7 @@ def test_server_sheds_slow_connections_and_keeps_serving(trained_registry, start
     slow = [connect(server.url) for _ in range(200)]
     for sock in slow:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-    wait_until(lambda: open_fds(pid) >= before + 200, timeout=10)
+    wait_until(lambda: open_fds(pid) >= before + 190, timeout=10)  # all but a few accepted
     r = httpx.get(f"{server.url}/healthz", timeout=5)
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
     assert r.json()["detail"][0]["message"] == "busy: more than 40 connections"
