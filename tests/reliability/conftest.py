@@ -15,6 +15,7 @@ from reliability_helpers import Server, copy_registry
 FIGURES: dict[str, object] = {}
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(config, items):
     here = Path(__file__).parent
     for item in items:
