@@ -111,7 +111,7 @@ def test_publish_killed_at_every_stage_and_random_moments_leaves_a_consistent_re
 
 def test_sigterm_with_requests_in_flight_lets_every_one_finish(registry, start_server, figure):
     server = start_server(registry, cache_rows=0)  # no cache: each request takes a noticeable time
-    body = {"count": 300, "max_length": 64, "temperature": 10, "seed": 1}
+    body = {"count": 500, "max_length": 64, "temperature": 10, "seed": 1}
 
     def post(i):
         return httpx.post(f"{server.url}/generate", json={**body, "seed": i}, timeout=120).status_code
@@ -119,13 +119,13 @@ def test_sigterm_with_requests_in_flight_lets_every_one_finish(registry, start_s
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(post, i) for i in range(8)]
         in_flight = wait_until(lambda: (n := metric(httpx.get(f"{server.url}/metrics").text,
-                                                     "namegen_in_flight")) >= 2 and n, timeout=30, interval=0.01)
+                                                     "namegen_in_flight")) >= 8 and n, timeout=30, interval=0.01)
         server.signal(signal.SIGTERM)
         statuses = [f.result() for f in futures]
     code = server.proc.wait(60)
     assert statuses == [200] * 8
     assert code in (0, -signal.SIGTERM)
-    figure("faults: SIGTERM with 8 requests sent: in flight at the signal, answered 200",
+    figure("faults: SIGTERM with 8 requests in flight: in flight at the signal, answered 200",
            f"{in_flight:.0f}, {statuses.count(200)} of 8")
 
 
