@@ -15,7 +15,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 import service_helpers  # noqa: E402  (the service tests' real-server helper, shared)
 
-from artifact.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
+from artifact.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, sha256_file
 from artifact.registry import current_version, list_versions, set_current, version_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +47,19 @@ def new_version(registry: Path, damage: str | None = None, point: bool = True) -
     if point:
         set_current(registry, NAME, version)
     return version
+
+
+def staged_copy(registry: Path, target: Path, tag: int) -> Path:
+    """A staging directory of a model that differs from every published one: the current version
+    with one more corpus name (letters of its vocabulary), so a publish is never a no-op."""
+    shutil.copytree(version_path(registry, NAME, current_version(registry, NAME)), target)
+    names = target / "names.txt"
+    extra = "zq" + "".join("abcdefghij"[int(d)] for d in str(tag))
+    names.write_text(names.read_text(encoding="utf-8") + extra + "\n", encoding="utf-8")
+    manifest = Manifest.read(target / MANIFEST_FILE)
+    manifest.files["names.txt"] = sha256_file(names)
+    manifest.write(target / MANIFEST_FILE)
+    return target
 
 
 class Server(service_helpers.Server):

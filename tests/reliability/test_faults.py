@@ -11,7 +11,7 @@ import httpx
 
 from artifact.loader import load_version
 from artifact.registry import STAGES, current_version, list_versions, version_path
-from reliability_helpers import NAME, ROOT, Load, new_version, wait_until
+from reliability_helpers import NAME, ROOT, Load, new_version, staged_copy, wait_until
 from service_helpers import metric
 
 
@@ -76,24 +76,24 @@ def assert_consistent(registry):
 
 def test_publish_killed_at_every_stage_and_random_moments_leaves_a_consistent_registry(
         registry, start_server, tmp_path, figure):
-    staging = version_path(registry, NAME, current_version(registry, NAME))  # a complete version as staging
+    stagings = (staged_copy(registry, tmp_path / f"staging{i}", i) for i in range(100))
     server = start_server(registry)
     load = Load(server.url)
     kills, rng = 0, random.Random(20261125)
     try:
         started = time.monotonic()
-        proc = start_publish(staging, registry)  # one whole publish: how long one takes
+        proc = start_publish(next(stagings), registry)  # one whole publish: how long one takes
         assert proc.wait(60) == 0
         whole = time.monotonic() - started
         for stage in STAGES[:-1]:  # killed while paused at each stage
-            proc = start_publish(staging, registry, pause_at=stage)
+            proc = start_publish(next(stagings), registry, pause_at=stage)
             assert proc.stdout.readline().strip() == f"paused at {stage}"
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
             assert_consistent(registry)
         for _ in range(10):  # killed at random moments of a whole publish
-            proc = start_publish(staging, registry)
+            proc = start_publish(next(stagings), registry)
             time.sleep(rng.uniform(0, whole))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
