@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 TAG ?= $(shell docker/image-tag)
 
-.PHONY: serve test chromium default-model lock images docker-start docker-stop deploy-test clean
+.PHONY: serve test chromium reliability default-model lock images docker-start docker-stop deploy-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: $(VENV)/.dev-installed chromium
 chromium:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] || { echo "make test needs Debian's chromium: run as root or apt-get install -y chromium" >&2; exit 1; }; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+# Hostile and heavy input, faults and slow clients against real servers (a few minutes; docs/reliability.md).
+reliability: $(VENV)/.dev-installed
+	$(PY) -m pytest -q -m reliability tests/reliability
 
 # Retrain the shipped default model on the default corpus and publish it to models/.
 default-model: $(VENV)/.dev-installed

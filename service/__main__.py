@@ -11,7 +11,9 @@ def main() -> None:
     settings = get_settings()
     setup_logging(settings.log_format, settings.log_level)
     options = dict(host=settings.host, port=settings.port, log_config=None, access_log=False,
-                   log_level=settings.log_level, timeout_graceful_shutdown=30)
+                   log_level=settings.log_level, timeout_graceful_shutdown=30,
+                   # slow clients and the connection cap: see service/protocol.py
+                   http="service.protocol:GuardedProtocol", timeout_keep_alive=settings.keep_alive)
     if settings.workers > 1:
         # Several processes: each worker imports the factory and reads the environment itself.
         uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **options)

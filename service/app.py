@@ -5,6 +5,7 @@ import asyncio
 import itertools
 import os
 import random
+import re
 import contextlib
 import gc
 import signal
@@ -16,15 +17,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
+from service import openapi
 from service.logs import get_logger, setup_logging
 from service.metrics import Metrics
+from service.protocol import REFUSAL
 from service.reload import ModelState, Reloader
 from service.routes import Gate, router
 from service.settings import Settings, get_settings
 from service import web
 
 log = get_logger("app")
+REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@+\-]{1,128}\Z")  # a client's X-Request-ID is kept only if plain
 access = get_logger("access")
 
 DESCRIPTION = """Names sampled from makemore part 3's BatchNorm MLP, served from its ONNX artifact.
@@ -41,8 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.seeds = random.Random(os.urandom(16))  # seeds for requests without one (not secrets)
     app.include_router(router)
     web.install(app)  # the pages for people (/, /model/card) and their headers
+    openapi.install(app)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, server_error)
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics, max_body=settings.max_body_bytes)
     return app
@@ -102,13 +109,35 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    headers = exc.headers
+    if exc.status_code == 405:  # Starlette's Allow names the methods of one route; a path can have several
+        methods = allowed_methods(request)
+        if methods:
+            headers = {**(headers or {}), "Allow": ", ".join(methods)}
     return JSONResponse({"detail": [{"field": None, "message": str(exc.detail)}]}, status_code=exc.status_code,
-                        headers=exc.headers)
+                        headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API document gives this request's path (and HEAD with GET, as served)."""
+    methods = {m.upper() for m in request.app.openapi()["paths"].get(request.url.path, {})}
+    return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
 
 
 async def server_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": [{"field": None, "message": "internal error"}]}, status_code=500)
+
+
+async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+    """The client left (or service.protocol closed it for a slow body) before its body arrived: no one
+    reads this answer, but the access log and metrics record a 408 rather than an internal error."""
+    return JSONResponse({"detail": [{"field": "body", "message": "the client disconnected"}]}, status_code=408)
+
+
+def is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
 
 
 # ---- per request: id, body limit, metrics, one log line (plain ASGI: cheaper than BaseHTTPMiddleware)
@@ -126,11 +155,17 @@ class RequestMiddleware:
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         request_id = length = None
+        content_type, chunked = b"", False
         for k, v in scope["headers"]:
             if k == b"x-request-id":
-                request_id = v.decode("latin-1")[:128]
+                request_id = v.decode("latin-1") if REQUEST_ID.match(v) else None  # else one of ours
             elif k == b"content-length":
                 length = v
+            elif k == b"content-type":
+                content_type = v
+            elif k == b"transfer-encoding":
+                chunked = True
+        has_body = chunked or (length is not None and length.strip() not in (b"", b"0"))
         request_id = request_id or f"{self.prefix}{next(self.counter):08x}"
         rid_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500
@@ -154,7 +189,20 @@ class RequestMiddleware:
             return message
 
         try:
-            if length is not None and length.isdigit() and int(length) > self.max_body:
+            refusal = scope.get(REFUSAL)  # set by service.protocol: headers too large, too many connections
+            if refusal:
+                code, message = refusal
+                headers = {"Connection": "close", **({"Retry-After": "1"} if code == 503 else {})}
+                if code == 503:
+                    self.metrics.busy.inc()
+                response = JSONResponse({"detail": [{"field": None, "message": message}]}, status_code=code,
+                                        headers=headers)
+                await response(scope, receive, send_with_id)
+            elif has_body and scope["method"] in ("POST", "PUT", "PATCH") and not is_json(content_type):
+                response = JSONResponse({"detail": [{"field": "content-type", "message": "a request body must be "
+                                                     "JSON (content-type: application/json)"}]}, status_code=415)
+                await response(scope, receive, send_with_id)
+            elif length is not None and length.isdigit() and int(length) > self.max_body:
                 response = JSONResponse({"detail": [{"field": "body", "message": f"request body larger than "
                                                      f"{self.max_body} bytes"}]}, status_code=413)
                 await response(scope, receive, send_with_id)

@@ -8,8 +8,10 @@ request in flight finishes on the engine it started with.
 one served, that version is loaded through artifact.loader (checksums, graph shape, probe set),
 self-tested by the engine (a few names and their scores), its cache warmed, and swapped in (the very
 first model is swapped in at once and warmed in the background, so the service is ready sooner). A version that
-fails is refused: the old engine keeps serving, the reason is logged and counted, and the version
-is not tried again until CURRENT changes or a SIGHUP asks explicitly.
+fails is refused: the old engine keeps serving, the details are logged and counted, clients see only
+a reason code (`reason_code`: no paths, no onnxruntime messages), and the same version is tried again
+after 1, 2, 4 ... up to RETRY_MAX seconds while CURRENT still names it (its files may not all have
+arrived yet: a copy, not a publish, can expose a version early), or at once on SIGHUP.
 """
 from __future__ import annotations
 
@@ -30,13 +32,42 @@ from service.settings import Settings
 log = get_logger("reload")
 
 NOT_READY_RETRY = 2.0  # seconds between checks while nothing is served and polling is off
+RETRY_FIRST, RETRY_MAX = 1.0, 60.0  # backoff between attempts at a refused version
+
+# Reason codes clients see, by words of the loader's messages (first match wins); the full message,
+# with its paths, goes to the log only.
+REASONS = (
+    ("no_model_published", ("no CURRENT pointer",)),
+    ("bad_pointer", ("cannot read the pointer", "is not a version name")),
+    ("files_missing", ("version directory not found", "file missing", "manifest not found", "does not exist")),
+    ("checksum_mismatch", ("sha256",)),
+    ("probe_mismatch", ("probe",)),
+    ("self_test_failed", ("self-test",)),
+    ("graph_invalid", ("onnxruntime", "graph")),
+    ("manifest_invalid", ("manifest", "vocab")),
+)
+
+
+def reason_code(exc: BaseException) -> str:
+    if isinstance(exc, ArtifactError):
+        message = str(exc)
+        return next((code for code, words in REASONS if any(w in message for w in words)), "load_failed")
+    return "files_unreadable" if isinstance(exc, OSError) else "load_failed"
 
 
 @dataclass
 class ModelState:
     engine: Engine | None = None
-    refused: str | None = None  # CURRENT's content (or pointer error) that failed; skipped until it changes
-    last_error: str | None = None
+    refused: str | None = None  # the version (or "pointer") that failed; retried with backoff
+    refused_version: str | None = None  # that version, None for a pointer problem
+    reason: str | None = None  # its reason code, for clients
+    last_error: str | None = None  # the full message, for the log and tests; never sent to clients
+    failures: int = 0  # consecutive refusals of `refused`
+    retry_at: float = 0.0  # time.monotonic() of the next attempt at `refused`
+
+    def clear_refusal(self) -> None:
+        self.refused = self.refused_version = self.reason = self.last_error = None
+        self.failures, self.retry_at = 0, 0.0
 
 
 def self_test(engine: Engine) -> None:
@@ -54,10 +85,11 @@ def self_test(engine: Engine) -> None:
 
 
 class Reloader:
-    def __init__(self, settings: Settings, state: ModelState, metrics: Metrics):
+    def __init__(self, settings: Settings, state: ModelState, metrics: Metrics, retry_first: float = RETRY_FIRST):
         self.settings = settings
         self.state = state
         self.metrics = metrics
+        self.retry_first = retry_first
         self.wake = asyncio.Event()
         self.force = False
         self.warming: threading.Thread | None = None
@@ -79,12 +111,15 @@ class Reloader:
         force, self.force = self.force, False
         try:
             version = current_version(s.model_dir, s.model_name)
-        except ArtifactError as e:
-            return self._refuse(f"pointer: {e}", str(e), force)
+        except ArtifactError as e:  # re-read at every check: no backoff, but logged once per reason
+            code = reason_code(e)
+            if state.refused == f"pointer: {code}" and not force:
+                return "skipped"
+            return self._refuse(f"pointer: {code}", None, e)
         if state.engine is not None and version == state.engine.version:
-            state.refused = None
+            state.clear_refusal()  # CURRENT went back to the served version
             return "unchanged"
-        if version == state.refused and not force:
+        if version == state.refused and not force and time.monotonic() < state.retry_at:
             return "skipped"
         started = time.perf_counter()
         first = state.engine is None
@@ -93,12 +128,12 @@ class Reloader:
             if not first:
                 engine.warm()  # the old version serves meanwhile: swap in a warm cache
         except Exception as e:  # ArtifactError, or anything a broken graph makes onnxruntime raise
-            return self._refuse(version, f"version {version}: {e}", force)
+            return self._refuse(version, version, e)
         state.engine = engine  # the swap: one reference assignment
         if first:  # nothing was served: be ready now, warm the cache in the background
             self.warming = threading.Thread(target=engine.warm, name="namegen-warm")
             self.warming.start()
-        state.refused, state.last_error = None, None
+        state.clear_refusal()
         self.metrics.reloads.labels("ok").inc()
         self.metrics.serving(engine.name, engine.version)
         log.info("serving %s/%s (loaded and self-tested in %.2f s)", engine.name, engine.version,
@@ -117,25 +152,29 @@ class Reloader:
         self_test(engine)
         return engine
 
-    def _refuse(self, key: str, reason: str, force: bool) -> str:
+    def _refuse(self, key: str, version: str | None, exc: BaseException) -> str:
         state = self.state
-        if key == state.refused and not force:
-            return "skipped"
-        state.refused, state.last_error = key, reason
+        state.failures = state.failures + 1 if key == state.refused else 1
+        state.refused, state.refused_version, state.reason = key, version, reason_code(exc)
+        state.last_error = f"version {version}: {exc}" if version else str(exc)
+        delay = min(RETRY_MAX, self.retry_first * 2 ** (state.failures - 1))
+        state.retry_at = time.monotonic() + delay
         self.metrics.reloads.labels("failed").inc()
         serving = f"still serving {state.engine.version}" if state.engine else "no model served"
-        log.error("refused: %s (%s)", reason, serving,
-                  extra={"fields": {"event": "reload", "outcome": "failed"}})
+        log.error("refused: %s (%s; next attempt in %g s)", state.last_error, serving, delay,
+                  extra={"fields": {"event": "reload", "outcome": "failed", "reason": state.reason}})
         return "failed"
 
     async def run(self) -> None:
         """Poll CURRENT every reload_interval seconds (and whenever `request` is called)."""
         while True:
-            interval = self.settings.reload_interval
-            if self.state.engine is None and not interval:
-                interval = NOT_READY_RETRY
+            interval = self.settings.reload_interval or math.inf
+            if self.state.engine is None:
+                interval = min(interval, NOT_READY_RETRY)
+            if self.state.refused_version is not None:  # a refused version's next attempt is due
+                interval = min(interval, max(0.0, self.state.retry_at - time.monotonic()))
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout=interval or None)
+                await asyncio.wait_for(self.wake.wait(), timeout=None if interval == math.inf else interval)
             except asyncio.TimeoutError:
                 pass
             self.wake.clear()

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from service.engine import Engine
 from service.metrics import Metrics
 from service.schemas import (
-    ErrorResponse, GenerateQuery, GenerateRequest, GenerateResponse, ScoreRequest, ScoreResponse,
+    ErrorResponse, GenerateQuery, NotReadyResponse, ReadyResponse, GenerateRequest, GenerateResponse, ScoreRequest, ScoreResponse,
 )
 from service.settings import Settings
 
@@ -192,16 +192,22 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"model": ErrorResponse}},
-            summary="200 only when a validated model is loaded")
+@router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": NotReadyResponse}},
+            summary="200 only when a validated model is loaded (and any refused newer version, by reason code)")
 async def readyz(request: Request) -> Response:
     state = request.app.state.model
-    if state.engine is None:
-        reason = state.last_error or "loading"
-        return JSONResponse({"detail": [{"field": None, "message": f"not ready: {reason}"}]},
+    if state.engine is None:  # a reason code and the version tried; the details are in the log
+        reason = state.reason or "loading"
+        return JSONResponse({"detail": [{"field": None, "message": f"not ready: {reason}"}],
+                             "reason": reason, "version": state.refused_version},
                             status_code=503, headers={"Retry-After": "2"})
-    return JSONResponse({"status": "ready", "model": {"name": state.engine.name,
-                                                      "version": state.engine.version}})
+    return JSONResponse({"status": "ready", "model": {"name": state.engine.name, "version": state.engine.version},
+                         "reload": reload_state(state)})
+
+
+def reload_state(state) -> dict:
+    """A refused version and its reason code (null when none): what clients may know of a reload."""
+    return {"refused": state.refused_version, "reason": state.reason}
 
 
 @router.get("/model", responses={503: {"model": ErrorResponse}}, summary="The served model's manifest summary")
@@ -215,7 +221,7 @@ async def model(request: Request) -> dict:
         "vocab": m.vocab, "vocab_size": len(m.vocab), "block_size": m.block_size,
         "parameters": {k: v for k, v in arch.items() if "param" in k},
         "architecture": arch, "metrics": m.metrics, "health": m.health, "corpus": m.corpus,
-        "reload": {"refused": state.refused, "last_error": state.last_error},
+        "reload": reload_state(state),
     }
 
 

@@ -3,9 +3,14 @@ max_length maxima, the vocabulary, top_k's maximum) are checked in the routes, w
 422 error shape naming the field."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SEED_LIMIT = 2 ** 63
+
+
+INTEGERS = ("count", "seed", "top_k", "max_length")
 
 
 class GenerateRequest(BaseModel):
@@ -33,6 +38,15 @@ class GenerateRequest(BaseModel):
     novel_only: bool = Field(
         False, description="skip names found in the training corpus, trying further streams "
                            "(at most 20 x count); may return fewer names, then exhausted=true")
+
+    @model_validator(mode="before")
+    @classmethod
+    def integral_numbers(cls, data: Any) -> Any:
+        """JSON has one number type: 5.0 is the integer 5 (JSON Schema agrees); 5.5 stays an error."""
+        if isinstance(data, dict) and any(isinstance(data.get(k), float) for k in INTEGERS):
+            data = {k: int(v) if k in INTEGERS and isinstance(v, float) and v.is_integer() else v
+                    for k, v in data.items()}
+        return data
 
 
 class GenerateQuery(GenerateRequest):
@@ -95,3 +109,22 @@ class ErrorItem(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: list[ErrorItem]
+
+
+class ReloadState(BaseModel):
+    refused: str | None = Field(description="a newer version CURRENT names that was refused (the served one "
+                                            "stays), or null")
+    reason: str | None = Field(description="why, as a code: files_missing, checksum_mismatch, probe_mismatch, "
+                                           "self_test_failed, graph_invalid, manifest_invalid, files_unreadable, "
+                                           "bad_pointer, load_failed; details are in the service's log")
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready"]
+    model: ModelRef
+    reload: ReloadState
+
+
+class NotReadyResponse(ErrorResponse):
+    reason: str = Field(description="loading, no_model_published, or a refusal code as in ReloadState")
+    version: str | None = Field(description="the version that was refused, if any")

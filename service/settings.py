@@ -27,6 +27,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=256, description="larger request bodies get 413")
     reload_interval: float = Field(5.0, ge=0, description="seconds between CURRENT checks; 0 = off")
     cache_rows: int = Field(8192, ge=0, description="contexts kept in the log-probability cache (each row costs about 0.4 KB per worker)")
+    keep_alive: float = Field(5.0, gt=0, description="seconds a connection may stay silent (new, or after a "
+                                                     "response) before it is closed")
+    header_timeout: float = Field(10.0, gt=0, description="seconds from a request's first byte to the end "
+                                                         "of its headers, else 408")
+    body_timeout: float = Field(10.0, gt=0, description="seconds from the end of the headers to the end of "
+                                                       "the body, else 408")
+    max_connections: int = Field(512, ge=1, description="open connections per worker; requests on further "
+                                                       "ones get 503")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "info"
 

@@ -133,11 +133,12 @@ async def model_card(request: Request) -> HTMLResponse:
     state = request.app.state.model
     engine = state.engine  # once: a reload swaps state.model.engine, not this request's
     if engine is None:
-        reason = escape(getattr(state, "last_error", None) or "loading")
+        reason = escape(state.reason or "loading")  # a reason code: paths and onnxruntime messages stay in the log
         return page("model card", f'<h1>No model is served yet</h1><p id="refused">{reason}</p>', status=503)
     manifest, root = engine.model.manifest, engine.model.path
     catalog = await asyncio.to_thread(CATALOGS.get, manifest, root)  # built once per version
-    return page(f"{manifest.name} {manifest.version}", render_card(manifest, catalog, getattr(state, "last_error", None)))
+    refused = f"version {state.refused_version}: {state.reason}" if state.refused_version else None
+    return page(f"{manifest.name} {manifest.version}", render_card(manifest, catalog, refused))
 
 
 @router.get("/model/files/{version}/{path:path}")

@@ -32,3 +32,18 @@ def test_settings_reject_bad_values(monkeypatch, key, value):
     monkeypatch.setenv(key, value)
     with pytest.raises(ValidationError, match=key.removeprefix("NAMEGEN_").lower()):
         Settings()
+
+
+def test_settings_for_slow_clients_and_connections(monkeypatch):
+    for key in list(__import__("os").environ):
+        if key.startswith("NAMEGEN_"):
+            monkeypatch.delenv(key)
+    s = Settings()
+    assert (s.keep_alive, s.header_timeout, s.body_timeout, s.max_connections) == (5.0, 10.0, 10.0, 512)
+    monkeypatch.setenv("NAMEGEN_HEADER_TIMEOUT", "2.5")
+    monkeypatch.setenv("NAMEGEN_MAX_CONNECTIONS", "64")
+    s = Settings()
+    assert (s.header_timeout, s.max_connections) == (2.5, 64)
+    monkeypatch.setenv("NAMEGEN_BODY_TIMEOUT", "0")
+    with pytest.raises(ValidationError, match="body_timeout"):
+        Settings()

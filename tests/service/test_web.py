@@ -215,7 +215,7 @@ def test_card_says_when_a_newer_version_was_refused(registry, settings_for):
     with TestClient(create_app(settings_for(registry, reload_interval=0.1))) as c:
         old = current_version(registry, NAME)
         bad = make_version(registry, corrupt=True)
-        wait_until(lambda: c.get("/model").json()["reload"]["last_error"])
+        wait_until(lambda: c.get("/model").json()["reload"]["refused"])
         parts = PageParts(c.get("/model/card").text)
         assert f"{NAME} {old}" in parts.text and "The last reload was refused" in parts.text and bad in parts.text
         assert all(f"/model/files/{old}/" in img["src"] for img in parts.images) and parts.images

@@ -1,0 +1,113 @@
+"""The OpenAPI document with every limit stated. FastAPI derives the static part from the pydantic
+models; the limits that come from the settings (count, max_length, names per /score) and from the
+served model (its characters, top_k's maximum) are filled in here, per model version, so that a
+client or a fuzzer generating from the schema only makes requests the service accepts."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from service.settings import Settings
+
+METRICS_CONTENT = {"text/plain": {"schema": {"type": "string",
+                                             "description": "Prometheus text exposition format"}}}
+
+
+BODY_ERRORS = {"413": "the body is larger than NAMEGEN_MAX_BODY_BYTES",
+               "415": "a body that is not JSON (content-type: application/json)"}
+
+
+def install(app: FastAPI) -> None:
+    """Make app.openapi() (hence /openapi.json and /docs) state the limits."""
+    cache: dict[str, Any] = {}
+
+    def openapi() -> dict:
+        engine = app.state.model.engine
+        key = engine.version if engine is not None else None
+        if cache.get("key", ...) != key:
+            base = cache.get("base") or get_openapi(title=app.title, version=app.version,
+                                                    description=app.description, routes=app.routes)
+            cache["base"], cache["key"] = base, key
+            cache["doc"] = with_limits(copy.deepcopy(base), app.state.settings, engine)
+        return cache["doc"]
+
+    app.openapi = openapi
+
+
+def vocab_pattern(chars: str) -> str:
+    """A regular expression (ECMA and Python alike) for strings of these characters."""
+    body = "".join(c if c.isalnum() and c.isascii() else f"\\u{ord(c):04x}" for c in chars)
+    return f"^[{body}]*$"
+
+
+def flatten_optional(schema: dict, nullable: bool) -> None:
+    """pydantic writes an optional field as anyOf [X, null]; state it as X with type [X's, "null"]
+    (OpenAPI 3.1), or as plain X where null cannot occur (a query string). Generators handle
+    bounds on a plain type more reliably than inside anyOf (schemathesis 4's coverage phase did not)."""
+    branches = schema.get("anyOf")
+    if not branches or len(branches) != 2 or {"type": "null"} not in branches:
+        return
+    (inner,) = [b for b in branches if b != {"type": "null"}]
+    if not isinstance(inner.get("type"), str):
+        return
+    del schema["anyOf"]
+    schema.update(inner)
+    if nullable:
+        schema["type"] = [inner["type"], "null"]
+
+
+def with_limits(doc: dict, settings: Settings, engine) -> dict:
+    chars = engine.vocab.replace(".", "") if engine is not None else None
+
+    def generate_field(name: str, schema: dict, nullable: bool) -> None:
+        flatten_optional(schema, nullable)
+        if name == "count":
+            schema["maximum"] = settings.max_count
+        elif name == "max_length":
+            schema["maximum"] = settings.max_length
+        elif name == "top_k" and engine is not None:
+            schema["maximum"] = engine.vocab_size
+        elif name == "prefix":
+            schema["maxLength"] = settings.max_length - 1
+            if chars is not None:
+                schema["pattern"] = vocab_pattern(chars)
+
+    def names_field(schema: dict) -> None:
+        schema["maxItems"] = settings.max_score_names
+        items = schema.setdefault("items", {"type": "string"})
+        items["maxLength"] = settings.max_length
+        if chars is not None:
+            items["pattern"] = vocab_pattern(chars)
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict):
+                if {"count", "max_length", "prefix", "top_k"} <= props.keys():
+                    for name, schema in props.items():
+                        generate_field(name, schema, nullable=True)
+                if props.get("names", {}).get("type") == "array":
+                    names_field(props["names"])
+            if node.get("in") == "query" and isinstance(node.get("schema"), dict):
+                generate_field(node.get("name", ""), node["schema"], nullable=False)
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(doc)
+    error = {"$ref": "#/components/schemas/ErrorResponse"} \
+        if "ErrorResponse" in doc.get("components", {}).get("schemas", {}) else {"type": "object"}
+    for methods in doc.get("paths", {}).values():  # what the middleware answers before any route
+        if "post" in methods:
+            responses = methods["post"].setdefault("responses", {})
+            for code, why in BODY_ERRORS.items():
+                responses.setdefault(code, {"description": why, "content": {"application/json": {"schema": error}}})
+    metrics = doc.get("paths", {}).get("/metrics", {}).get("get")
+    if metrics is not None:
+        metrics.setdefault("responses", {}).setdefault("200", {})["content"] = METRICS_CONTENT
+    return doc

@@ -1,0 +1,122 @@
+"""uvicorn's httptools protocol with the limits it lacks: slow clients and too many connections.
+
+uvicorn (0.54) closes a connection idle after a response (`timeout_keep_alive`), but never one that
+has not sent anything yet, nor one that sends its headers or body a byte at a time, and it has no
+bound on header size: 2,000 such connections stayed open indefinitely. Per connection, this class
+- closes it when it stays silent for NAMEGEN_KEEP_ALIVE seconds after connecting (as after a response);
+- gives a request NAMEGEN_HEADER_TIMEOUT seconds from its first byte to the end of its headers, and
+  NAMEGEN_BODY_TIMEOUT seconds from there to the end of its body, else answers 408 and closes;
+- refuses a request whose headers pass MAX_HEADER_BYTES (431), or that arrives past
+  NAMEGEN_MAX_CONNECTIONS open connections in this worker (503): the request goes to the app marked
+  with the refusal (scope key REFUSAL), which answers it in the service's error shape and closes the
+  connection, so it is logged and counted like any other; headers still arriving past the limit
+  (sent slowly) get 431 from here at once.
+uvicorn loads it by name (`http="service.protocol:GuardedProtocol"`), also in each worker process,
+so the limits come from the environment's settings."""
+from __future__ import annotations
+
+import functools
+import json
+from asyncio import TimerHandle
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from service.logs import get_logger
+from service.settings import get_settings
+
+log = get_logger("connections")
+
+MAX_HEADER_BYTES = 32 * 1024  # request line and headers; nginx's default buffers allow 4 x 8 KB
+REFUSAL = "namegen.refusal"  # scope key: (status, message) for the app to answer (app.RequestMiddleware)
+
+
+def canned(status: int, message: str) -> bytes:
+    """A complete HTTP/1.1 response in the service's error shape, closing the connection."""
+    body = json.dumps({"detail": [{"field": None, "message": message}]}).encode()
+    return b"".join([STATUS_LINE[status], b"content-type: application/json\r\n",
+                     b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n", body])
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        settings = get_settings()
+        self.header_timeout = settings.header_timeout
+        self.body_timeout = settings.body_timeout
+        self.max_connections = settings.max_connections
+        self.serving_app = self.app
+        self.read_timer: TimerHandle | None = None
+        self.header_bytes: int | None = None  # while a request's headers are being read
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        # uvicorn arms its keep-alive timer only after a response; a silent new connection gets it too
+        # (data_received cancels it, exactly as for a kept-alive connection).
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
+                                                            self.timeout_keep_alive_handler)
+
+    def connection_lost(self, exc) -> None:
+        self._stop_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.header_bytes is not None and not self.transport.is_closing():
+            self.header_bytes += len(data)  # counted after parsing: a chunk may hold headers and body
+            if self.header_bytes > MAX_HEADER_BYTES:
+                self._refuse(431, f"request headers larger than {MAX_HEADER_BYTES} bytes", "headers too large")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.header_bytes = 0
+        self._start_timer(self.header_timeout, "headers")
+
+    def on_headers_complete(self) -> None:
+        self.header_bytes = None
+        self._start_timer(self.body_timeout, "body")
+        size = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
+        refusal = None
+        if size > MAX_HEADER_BYTES:
+            refusal = (431, f"request headers larger than {MAX_HEADER_BYTES} bytes")
+        elif len(self.connections) > self.max_connections:
+            refusal = (503, f"busy: more than {self.max_connections} connections")
+        self.app = functools.partial(self._refused, refusal) if refusal else self.serving_app
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._stop_timer()
+        super().on_message_complete()
+
+    async def _refused(self, refusal: tuple[int, str], scope, receive, send) -> None:
+        await self.serving_app({**scope, REFUSAL: refusal}, receive, send)
+
+    def _start_timer(self, seconds: float, phase: str) -> None:
+        self._stop_timer()
+        self.read_timer = self.loop.call_later(seconds, self._timed_out, phase)
+
+    def _stop_timer(self) -> None:
+        if self.read_timer is not None:
+            self.read_timer.cancel()
+            self.read_timer = None
+
+    def _timed_out(self, phase: str) -> None:
+        self.read_timer = None
+        seconds = self.header_timeout if phase == "headers" else self.body_timeout
+        self._refuse(408, f"request {phase} not received within {seconds:g} s", f"{phase} timeout")
+
+    def _refuse(self, status: int, message: str, reason: str) -> None:
+        """Answer with `status` unless a response is already under way or sent, and close."""
+        reading_body = self.header_bytes is None  # else this request's headers were still arriving
+        self._stop_timer()
+        self.header_bytes = None
+        cycle = self.cycle  # while headers arrive: the previous request's, if any
+        if reading_body and cycle is not None:
+            if not cycle.response_started:  # the app waiting for this body hears a disconnect
+                cycle.disconnected = True  # and whatever it answers goes nowhere
+                cycle.message_event.set()
+                self.transport.write(canned(status, message))
+        elif cycle is None or cycle.response_complete:
+            self.transport.write(canned(status, message))
+        client = "%s:%d" % self.client if self.client else "-"
+        log.info("closed a connection: %s", reason, extra={"fields": {"client": client, "status": status}})
+        self.transport.close()

@@ -1,0 +1,62 @@
+"""The reliability suite (`make reliability`): real servers on 127.0.0.1 serving the shipped model,
+hostile and heavy input, faults. Every test here is marked `reliability` (left out of `make test`).
+Each test records its figures with `figure(case, value)`; they are printed at the end and written to
+$RELIABILITY_RESULTS (JSON) when that is set: docs/reliability.md quotes the last run."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from reliability_helpers import Server, copy_registry
+
+FIGURES: dict[str, object] = {}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.reliability)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not FIGURES:
+        return
+    terminalreporter.section("reliability figures")
+    for case, value in FIGURES.items():
+        terminalreporter.write_line(f"{case}: {value}")
+    path = os.environ.get("RELIABILITY_RESULTS")
+    if path:
+        Path(path).write_text(json.dumps(FIGURES, indent=1) + "\n")
+
+
+@pytest.fixture
+def figure():
+    def record(case: str, value) -> None:
+        FIGURES[case] = value
+    return record
+
+
+@pytest.fixture
+def registry(tmp_path) -> Path:
+    """A private copy of the shipped registry, free to publish into and break."""
+    return copy_registry(tmp_path / "models")
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """start_server(registry, **settings) -> Server; every server is stopped by PID at teardown."""
+    servers: list[Server] = []
+
+    def start(registry: Path, **env) -> Server:
+        server = Server(registry, tmp_path / f"server{len(servers)}.log", **env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,0 +1,99 @@
+"""Slow clients and too many connections, against a real `python -m service` (service/protocol.py)."""
+import json
+import os
+import socket
+import time
+
+import httpx
+from service_helpers import wait_until
+
+LIMITS = {"KEEP_ALIVE": "1", "HEADER_TIMEOUT": "1.5", "BODY_TIMEOUT": "1.5", "MAX_CONNECTIONS": "40"}
+
+
+def connect(url):
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def read_all(sock):
+    """Everything the server sends until it closes the connection, and when that happened."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data, time.monotonic()
+
+
+def response(data):
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, json.loads(body) if body else None
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_server_closes_a_connection_that_never_sends_anything(trained_registry, start_server):
+    server = start_server(trained_registry, **LIMITS)
+    sock = connect(server.url)
+    start = time.monotonic()
+    data, closed = read_all(sock)
+    assert data == b"" and 0.9 <= closed - start < 3
+
+
+def test_server_answers_408_to_headers_sent_too_slowly(trained_registry, start_server):
+    server = start_server(trained_registry, **LIMITS)
+    sock = connect(server.url)
+    start = time.monotonic()
+    for part in (b"GET /healthz HTTP/1.1\r\n", b"Host: x\r\n", b"X-A: b\r\n"):  # one line every 0.6 s
+        sock.sendall(part)
+        time.sleep(0.6)
+    data, closed = read_all(sock)
+    status, headers, body = response(data)
+    assert status == 408 and headers["connection"] == "close"
+    assert body["detail"][0]["message"] == "request headers not received within 1.5 s"
+    assert 1.4 <= closed - start < 3.5
+
+
+def test_server_answers_408_to_a_body_that_stops_arriving(trained_registry, start_server):
+    server = start_server(trained_registry, **LIMITS)
+    sock = connect(server.url)
+    sock.sendall(b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 20\r\n\r\n{\"count\"")
+    status, _, body = response(read_all(sock)[0])
+    assert status == 408 and "body not received within 1.5 s" in body["detail"][0]["message"]
+    access = wait_until(lambda: [x for x in server.logs() if x.get("msg") == "request"])
+    assert (access[0]["path"], access[0]["status"]) == ("/generate", 408)  # not a 500 with a traceback
+    assert not [x for x in server.logs() if x["level"] == "error"]
+
+
+def test_server_refuses_headers_larger_than_32_kb_with_431(trained_registry, start_server):
+    server = start_server(trained_registry, **LIMITS)
+    r = httpx.get(f"{server.url}/healthz", headers={"X-Filler": "a" * 40_000})
+    assert r.status_code == 431 and r.json()["detail"][0]["message"] == "request headers larger than 32768 bytes"
+    assert httpx.get(f"{server.url}/healthz", headers={"X-Filler": "a" * 20_000}).status_code == 200
+
+
+def test_server_sheds_slow_connections_and_keeps_serving(trained_registry, start_server):
+    """200 connections that send half a request and stall: the server answers others meanwhile
+    (over the connection cap: 503 with Retry-After, at once), then drops all 200 by the header
+    timeout, and its file descriptors come back to where they were."""
+    server = start_server(trained_registry, **LIMITS)
+    pid = server.proc.pid
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
+    before = open_fds(pid)
+    slow = [connect(server.url) for _ in range(200)]
+    for sock in slow:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    wait_until(lambda: open_fds(pid) >= before + 190, timeout=10)  # all but a few accepted
+    r = httpx.get(f"{server.url}/healthz", timeout=5)
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert r.json()["detail"][0]["message"] == "busy: more than 40 connections"
+    start = time.monotonic()
+    closed = [read_all(sock)[1] for sock in slow]
+    assert max(closed) - start < 3  # every one dropped by the 1.5 s header timeout
+    wait_until(lambda: open_fds(pid) <= before, timeout=5)
+    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    for sock in slow:
+        sock.close()
