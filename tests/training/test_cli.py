@@ -124,9 +124,9 @@ def test_cli_trains_into_a_run_directory_resumes_and_publishes(tmp_path, names_f
     assert "health" in json.loads((out / "diagnostics.json").read_text())
 
     # A finished run resumes to the same place; other settings next to --resume are refused.
-    before = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    before = torch.load(out / "model.pt", weights_only=True)["members"][0]
     assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
-    after = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    after = torch.load(out / "model.pt", weights_only=True)["members"][0]
     assert all(torch.equal(before[k], after[k]) for k in before)
     capsys.readouterr()
     assert main(["train", "--out", str(out), "--resume", "--steps", "5"]) == 2
@@ -168,3 +168,38 @@ def test_the_lecture_a_config_file_spells_out_the_lecture_a_preset():
     path = Path(__file__).resolve().parents[2] / "configs" / "lecture-a-names-txt.toml"
     cfg = config.resolve(None, path)
     assert cfg.model == config.PRESETS["lecture-a"] and cfg.train == config.RECIPES["lecture-a"]
+
+
+def test_ctrl_c_stops_members_training_in_parallel_with_checkpoints_and_resume_finishes_them(tmp_path, names_file):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "run"
+    argv = ["--data", str(names_file), "--out", str(out), "--steps", "6000", "--n-embd", "4", "--n-hidden", "16",
+            "--checkpoint-interval", "6000", "--members", "2", "--parallel", "2", "--no-progress"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "training", "train", *argv], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        started = 0
+        for line in proc.stdout:  # both members' loops are about to start
+            started += "initial loss" in line
+            if started == 2:
+                break
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)  # the parent alone, as a terminal's Ctrl-C now reaches it
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in err and "--resume" in err and "Traceback" not in err
+    steps = [torch.load(out / f"member-{k}" / "checkpoint.pt", weights_only=True)["step"] for k in range(2)]
+    assert all(0 < s < 6000 for s in steps), steps
+    done = subprocess.run([sys.executable, "-m", "training", "train", "--out", str(out), "--resume", "--no-progress"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["seed"] for m in metrics["members"]] == [2147483647, 2147483648] and metrics["steps"] == 6000
