@@ -33,8 +33,8 @@ from training.train import TrainConfig
 DEFAULT_PRESET = "lecture-a"
 
 # The lecture's recipe (SGD, batch 32, 200k steps, lr 0.1 then 0.01) for model A and its table rows;
-# model B decays later. The hierarchical net gets the AdamW recipe that reached val 1.971 in the probe
-# of GUIDE section 1 (lr 2e-3, weight decay 0.1, batch 128, 40k steps).
+# model B decays later. The hierarchical net gets the AdamW recipe of the probe in GUIDE section 1
+# (lr 2e-3, weight decay 0.1, batch 128, 40k steps; its figures: docs/training.md).
 RECIPES: dict[str, TrainConfig] = {name: TrainConfig() for name in
                                    ("original", "fix-softmax", "fix-tanh", "kaiming", "batchnorm", "lecture-a")}
 RECIPES["lecture-b"] = TrainConfig(lr_decay_step=150_000)

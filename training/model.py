@@ -100,8 +100,8 @@ class BatchNorm(nn.BatchNorm1d):
     folding (fuse_linear_bn_eval) applicable.
 
     Calls F.batch_norm directly: BatchNorm1d.forward adds a num_batches_tracked increment (a tensor op
-    per step, only needed when momentum is None, which ModelConfig rules out) and input checks, together
-    about 7% of model A's training step."""
+    per step, only needed when momentum is None, which ModelConfig rules out) and input checks, a
+    measurable share of model A's training step (docs/training.md)."""
 
     def forward(self, x):
         if x.dim() == 3:
@@ -180,10 +180,10 @@ def init_weights(model: NameMLP) -> None:
 class Ensemble(nn.Module):
     """NameMLP's interface over K independently trained members: the logits are their mean.
 
-    Why: a single model here overfits long before its size runs out (names.txt: one 288K model reaches
-    val 1.958 with train at 1.73), while the mean logits of two half-size members from different seeds
-    reach 1.939 with the same parameter count. Still foldable: each member folds on its own and the
-    exported graph adds their logits."""
+    Why: a single model here overfits long before its size runs out, while the mean logits of half-size
+    members from different seeds generalise better at the same parameter count (figures:
+    docs/training.md). Still foldable: each member folds on its own and the exported graph adds their
+    logits. One model is an ensemble of one (as_ensemble), so every run has this interface."""
 
     def __init__(self, members: list[NameMLP]):
         super().__init__()

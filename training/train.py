@@ -28,7 +28,7 @@ from training.model import ModelConfig, NameMLP, setting
 from training.rundir import save_atomic, write_json
 
 OPTIMIZERS = ("sgd", "adamw")
-BLOCK = 1000  # minibatches drawn at once: one randint and one gather per 1000 steps, ~5% of model A's step
+BLOCK = 1000  # minibatches drawn at once: one randint and one gather per 1000 steps, not per step
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 class SGD:
     """Plain SGD, the lecture's p -= lr * grad (plus weight decay), one foreach call per group. The same
     maths as torch.optim.SGD(foreach=True) without its per-step Python bookkeeping (hooks, profiler
-    records, regrouping tensors), which costs a quarter of model A's step on one CPU thread."""
+    records, regrouping tensors), a large share of model A's step on one CPU thread (docs/training.md)."""
 
     def __init__(self, groups: list[dict], lr: float):
         self.param_groups = [{**g, "lr": lr} for g in groups]
