@@ -13,8 +13,9 @@ the same buffer as (B*T/n, C*n), so every grouping is one Reshape to (-1, in_fea
 
 The graph is run once per generated character, and for small batches its cost is set by its count of
 nodes more than by its arithmetic, so it is kept small. Per member:
-- a first layer tabulated by training.fold: MatMul (int64: the context times place values gives each
-  k-tuple's row) and Gather (the rows of the table), else Gather (the embedding);
+- a first layer tabulated by training.fold: Gather (the rows of the table, which one MatMul shared by
+  all members computes: the int64 context times place values gives each k-tuple's row), else Gather
+  (the embedding);
 - then per layer [Reshape] Gemm [Tanh].
 An ensemble is one such chain per member (names prefixed m0_, m1_, ...) and Adds summing their logits.
 Opset 17 with IR version 8 keeps it loadable by onnxruntime 1.14 and newer.
@@ -33,11 +34,16 @@ OPSET = 17
 IR_VERSION = 8
 INPUT = "context"
 OUTPUT = "logits"
+ROWS = "table_rows"  # (B, block_size / k) int64: every member's table rows (members share one table width)
 
 
 def to_onnx(folded: FoldedModel) -> onnx.ModelProto:
     inits, nodes = [], []
     members = folded.members
+    if members[0].table is not None:  # context @ place values = the table row of each k-tuple of characters
+        k = members[0].table_width
+        inits.append(numpy_helper.from_array(place_values(folded.block_size, k, folded.vocab_size), "place_values"))
+        nodes.append(helper.make_node("MatMul", [INPUT, "place_values"], [ROWS]))  # (B, T/k) int64, shared
     if len(members) == 1:
         _chain(members[0], "", OUTPUT, inits, nodes)
     else:  # one chain per member; their logits (heads scaled by 1/K) summed by Adds
@@ -59,17 +65,15 @@ def to_onnx(folded: FoldedModel) -> onnx.ModelProto:
 
 
 def _chain(folded: FoldedMLP, prefix: str, output: str, inits: list, nodes: list) -> str:
-    """Append one folded MLP's nodes ending in `output`: its first layer as [MatMul, Gather] (a table)
-    or Gather (the embedding), then per remaining layer [Reshape] Gemm [Tanh]."""
+    """Append one folded MLP's nodes ending in `output`: its first layer as a Gather from its table (at
+    the rows to_onnx computed) or from its embedding, then per remaining layer [Reshape] Gemm [Tanh]."""
     def init(array, name):
         inits.append(numpy_helper.from_array(array, prefix + name))
         return prefix + name
 
-    if folded.table is not None:  # context @ place values = the row of each k-tuple of characters
-        P = init(place_values(folded.block_size, folded.table_width, folded.vocab_size), "place_values")
-        nodes.append(helper.make_node("MatMul", [INPUT, P], [prefix + "rows"]))  # (B, T/k) int64
+    if folded.table is not None:
         table = init(folded.table, "table")
-        nodes.append(helper.make_node("Gather", [table, prefix + "rows"], [prefix + "h_first"], axis=0))
+        nodes.append(helper.make_node("Gather", [table, ROWS], [prefix + "h_first"], axis=0))
         x, layers = prefix + "h_first", folded.layers[1:]  # (B, T/k, out)
     else:
         emb = init(folded.embedding.astype(np.float32), "embedding")
