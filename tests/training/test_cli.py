@@ -58,6 +58,8 @@ def test_bad_values_and_presets_are_one_line_errors_with_exit_code_2(tmp_path, n
         (["--members", "0", "--data", str(names_file)], "members must be >= 1, got 0"),
         (["--group", "2", "--data", str(names_file)], "block_size == group ** n_layers"),
         (["--resume", "--out", str(tmp_path)], "config.json: not found"),
+        (["--teacher", str(tmp_path / "none"), "--data", str(names_file)], "none: not a finished run directory"),
+        (["--distill-weight", "2", "--data", str(names_file)], "distill_weight must be in [0, 1], got 2.0"),
     ]
     for argv, message in cases:
         assert main(["train", "--out", str(tmp_path / "run"), *argv]) == 2, argv
