@@ -49,7 +49,7 @@ def train(run_dir: str | Path, model_config: ModelConfig, cfg: TrainConfig, spli
         log(f"teacher {teacher.info['source']}: {teacher.info['members']} member(s), val {teacher.info['val']:.4f}; "
             f"distilling with weight {cfg.distill_weight:g}, temperature {cfg.distill_temperature:g}")
     if cfg.members == 1:
-        return run(run_dir, model_config, cfg, splits, data_info, resume=resume and has_checkpoint(run_dir),
+        return run(run_dir, model_config, cfg, splits, data_info, resume=resume and own_checkpoint(run_dir),
                    progress=progress, preset=preset, log=log, teacher=teacher)
     return _train_members(run_dir, model_config, cfg, splits, data_info, resume, progress, preset, log, teacher)
 
@@ -57,6 +57,11 @@ def train(run_dir: str | Path, model_config: ModelConfig, cfg: TrainConfig, spli
 def has_checkpoint(run_dir: Path) -> bool:
     """Anything to resume in run_dir: its own checkpoint, a member's or its teacher's."""
     return any(Path(run_dir).rglob(rundir.CHECKPOINT))
+
+
+def own_checkpoint(run_dir: Path) -> bool:
+    """A one-member run's own loop state (not its teacher's)."""
+    return (Path(run_dir) / rundir.CHECKPOINT).is_file()
 
 
 def shipped_run(run_dir: str | Path) -> Path:
@@ -106,7 +111,7 @@ def _train_members(run_dir: Path, model_config: ModelConfig, cfg: TrainConfig, s
                              teacher=teacher.info["source"] if teacher else "")
         log(f"member {k} (of {cfg.members}, seed {member_cfg.seed}) in {d}")
         jobs.append(dict(run_dir=d, model_config=model_config, train_config=member_cfg, splits=splits,
-                         data_info=data_info, resume=resume and has_checkpoint(d), preset=preset, teacher=teacher))
+                         data_info=data_info, resume=resume and own_checkpoint(d), preset=preset, teacher=teacher))
     if cfg.parallel > 1 and len(jobs) > 1:
         _run_in_processes(jobs, cfg.parallel, log)
     else:

@@ -145,6 +145,18 @@ def test_the_recipe_trains_its_teacher_first_and_ships_the_student_only_when_clo
         write_json({**metrics, "val_loss": student_val}, tmp_path / "metrics.json")
         assert shipped_run(tmp_path) == shipped
 
+    # Stopped after the teacher, before the student's first checkpoint: resume keeps the teacher and
+    # trains the student from the start, to the same weights.
+    student_weights = load_model(tmp_path).state_dict()
+    for name in ("checkpoint.pt", "model.pt", "metrics.json"):
+        (tmp_path / name).unlink()
+    lines = []
+    again = train(tmp_path, model, recipe, splits, info, resume=True, progress=False, log=lines.append)
+    assert f"resuming {tmp_path / 'teacher' / 'member-0'} at step 100 of 100" in lines
+    assert not any(line.startswith(f"resuming {tmp_path} ") for line in lines)
+    assert again["val_loss"] == metrics["val_loss"]
+    assert all(torch.equal(v, student_weights[k]) for k, v in load_model(tmp_path).state_dict().items())
+
 
 def test_a_teacher_trained_on_another_split_is_refused(data, published_teacher):
     splits, info, _, _ = data
