@@ -2,7 +2,7 @@
 
 Flat (group=0, makemore part 3): the whole context is concatenated, then n_layers hidden blocks.
 Hierarchical (group=k, makemore part 5 "WaveNet"): each hidden block first merges k consecutive
-positions, so block_size must be k ** n_layers. Both fold to Gather/Reshape/MatMul/Add/Tanh.
+positions, so block_size must be k ** n_layers. Both fold and export to a few plain ONNX ops (training.export).
 """
 from __future__ import annotations
 
