@@ -205,3 +205,16 @@ def test_ctrl_c_stops_members_training_in_parallel_with_checkpoints_and_resume_f
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert [m["seed"] for m in metrics["members"]] == [2147483647, 2147483648] and metrics["steps"] == 6000
+
+
+def test_every_setting_carries_its_help_in_its_field_and_the_cli_shows_it(capsys):
+    import dataclasses
+
+    for section, kind in config.SECTIONS.items():
+        for f in dataclasses.fields(kind):
+            assert f.metadata.get("help"), (section, f.name)
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert " ".join(config.help_text("train", "distill_weight").split()[:6]) in out
+    assert "--teacher-members" in out and "--parallel" in out and "--distill-temperature" in out
