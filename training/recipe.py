@@ -174,9 +174,9 @@ def _run_in_processes(jobs: list[dict], parallel: int, log) -> None:
     if stopped or interrupted:
         import torch
 
-        where = stopped[0]["run_dir"] / rundir.CHECKPOINT if stopped else jobs[0]["run_dir"]
-        step = torch.load(where, weights_only=True)["step"] if stopped else 0
-        raise TrainingInterrupted(step, where)
+        saved = [j["run_dir"] / rundir.CHECKPOINT for j in stopped if (j["run_dir"] / rundir.CHECKPOINT).is_file()]
+        step = torch.load(saved[0], weights_only=True)["step"] if saved else 0
+        raise TrainingInterrupted(step, saved[0] if saved else jobs[0]["run_dir"])
     failed = [f"{job['run_dir']} (exit code {code})" for job, code in codes if code != 0]
     if failed:
         raise RuntimeError(f"member training failed: {', '.join(failed)}")
@@ -189,6 +189,8 @@ def _member_main(job: dict) -> None:
         run(**job, progress=False, log=_print_now)
     except TrainingInterrupted as e:
         _print_now(f"{job['run_dir'].name}: {e}")
+        sys.exit(130)
+    except KeyboardInterrupt:  # a Ctrl-C before the loop began: nothing to save, resume starts it again
         sys.exit(130)
 
 
