@@ -8,9 +8,7 @@ calibration, the results) is the same as for any run. The CLI then draws plots f
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import signal
 import threading
 import time
