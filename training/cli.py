@@ -6,8 +6,6 @@ Exit codes: 0 done; 1 publishing refused; 2 a user error (bad corpus, config val
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -33,9 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", help=f"model and recipe: {', '.join(config.RECIPES)} "
                                         f"(default {config.DEFAULT_PRESET}, or the config file's)")
     train.add_argument("--config", metavar="FILE.toml", help="TOML file with preset, [model], [train], [data]")
-    train.add_argument("--data", metavar="PATH", dest="data_path", help=config.HELP["data", "path"])
-    train.add_argument("--year", type=int, metavar="N", dest="data_year", help=config.HELP["data", "year"])
-    train.add_argument("--split-seed", type=int, metavar="N", dest="data_seed", help=config.HELP["data", "seed"])
+    train.add_argument("--data", metavar="PATH", dest="data_path", help=config.help_text("data", "path"))
+    train.add_argument("--year", type=int, metavar="N", dest="data_year", help=config.help_text("data", "year"))
+    train.add_argument("--split-seed", type=int, metavar="N", dest="data_seed", help=config.help_text("data", "seed"))
     train.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<preset>)")
     for section in ("model", "train"):
         group = train.add_argument_group(f"{section} settings (override the preset and config file)")
@@ -44,10 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
             flag = "--" + f.name.replace("_", "-")
             if kind is bool:
                 group.add_argument(flag, dest=f"{section}_{f.name}", action=argparse.BooleanOptionalAction,
-                                   help=config.HELP[section, f.name])
+                                   help=f.metadata["help"])
             else:
                 group.add_argument(flag, dest=f"{section}_{f.name}", type=kind, metavar=kind.__name__.upper(),
-                                   help=config.HELP[section, f.name])
+                                   help=f.metadata["help"])
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its checkpoint with its saved configuration")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction,
@@ -82,8 +80,8 @@ def overrides(args: argparse.Namespace) -> dict[str, dict]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from training import train  # torch: only when training
-    from training.ensemble import train_members
+    from training import recipe, rundir  # torch: only when training
+    from training.train import TrainingInterrupted
 
     given = overrides(args)
     if args.resume:
@@ -92,9 +90,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.preset or args.config or any(given.values()):
             raise ConfigError("--resume continues with the run's saved configuration; drop the other settings")
         cfg, saved = config.from_run_dir(args.out)
-        checkpoint = "member-*/checkpoint.pt" if cfg.train.members > 1 else "checkpoint.pt"
-        if not any(Path(args.out).glob(checkpoint)):
-            raise ConfigError(f"{args.out}: no {checkpoint} to resume from")
+        if not recipe.has_checkpoint(Path(args.out)):
+            raise ConfigError(f"{args.out}: no checkpoint to resume from")
     else:
         cfg = config.resolve(args.preset, args.config, given)
     out = Path(args.out or f"runs/{cfg.preset}")
@@ -109,43 +106,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     print(f"run {out} (preset {cfg.preset}), corpus {corpus.source}"
           f"{f' {corpus.year}' if corpus.year else ''}: {len(corpus.names):,} names")
-    trainer = train.run if cfg.train.members == 1 else train_members
     try:
-        metrics = trainer(out, model_config, cfg.train, splits, data_info, resume=args.resume,
-                          progress=progress, preset=cfg.preset)
-    except train.TrainingInterrupted as e:
+        metrics = recipe.train(out, model_config, cfg.train, splits, data_info, resume=args.resume,
+                               progress=progress, preset=cfg.preset)
+    except TrainingInterrupted as e:
         print(f"namegen-train: {e}; continue with: namegen-train train --out {out} --resume", file=sys.stderr)
         return 130
-    from training.plots import write_plots  # matplotlib: only once a run is done
+    from training.plots import write_run_plots  # matplotlib: only once a run is done
 
-    report = json.loads((out / "diagnostics.json").read_text())
-    shutil.rmtree(out / "plots", ignore_errors=True)  # publish ships the whole folder: no stale figures
-    if "members" in report:
-        for k, member_report in enumerate(report["members"]):
-            write_plots(member_report, out / "plots" / f"member-{k}")
-    else:
-        write_plots(report, out / "plots")
-    print_metrics(metrics)
-    print(f"wrote {out}/model.pt, metrics.json, diagnostics.json, plots/")
+    for d in (out, out / rundir.TEACHER):  # the teacher too: it ships when the student falls short
+        if (d / rundir.DIAGNOSTICS).is_file():
+            write_run_plots(d)
+    print("\n".join(recipe.summary(metrics)))
+    print(f"wrote {out}/{rundir.MODEL}, {rundir.METRICS}, {rundir.DIAGNOSTICS}, {rundir.PLOTS}/")
     if args.publish:
-        return publish(out, args.publish, args.name, args.force)
+        shipped = recipe.shipped_run(out)
+        if shipped != out:
+            print(f"the student is not within {recipe.STUDENT_TOLERANCE} of its teacher on val: "
+                  f"publishing the teacher ({shipped})")
+        return publish(shipped, args.publish, args.name, args.force)
     return 0
-
-
-def print_metrics(metrics: dict) -> None:
-    if "members" in metrics:
-        rows = [(f"member {k}", m) for k, m in enumerate(metrics["members"])]
-        rows.append(("ensemble", {s: metrics[f"{s}_loss"] for s in ("train", "val", "test")}))
-        header, chosen = "model", "ensemble"
-    else:
-        rows = [("running", metrics["running"]), ("calibrated", metrics["calibrated"])]
-        header, chosen = "statistics", metrics["statistics"]
-    print(f"{header:<12} {'train':>8} {'val':>8} {'test':>8}")
-    for label, losses in rows:
-        if losses:
-            mark = "  <- model.pt" if label == chosen else ""
-            print(f"{label:<12} {losses['train']:>8.4f} {losses['val']:>8.4f} {losses['test']:>8.4f}{mark}")
-    print(f"training loop {metrics['seconds']:.1f} s ({metrics['steps_per_second']:,.0f} steps/s)")
 
 
 def publish(run_dir: Path, registry: str, name: str, force: bool) -> int:

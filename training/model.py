@@ -2,12 +2,12 @@
 
 Flat (group=0, makemore part 3): the whole context is concatenated, then n_layers hidden blocks.
 Hierarchical (group=k, makemore part 5 "WaveNet"): each hidden block first merges k consecutive
-positions, so block_size must be k ** n_layers. Both fold to Gather/Reshape/MatMul/Add/Tanh.
+positions, so block_size must be k ** n_layers. Both fold and export to a few plain ONNX ops (training.export).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn as nn
@@ -17,29 +17,35 @@ TANH_GAIN = 5 / 3
 INITS = ("original", "fix-softmax", "fix-tanh", "kaiming")
 
 
+def setting(default, help: str):
+    """A config field with its help text, written once (read by --help and the config errors)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    vocab_size: int = 27
-    block_size: int = 3
-    n_embd: int = 10
-    n_hidden: int = 200
-    n_layers: int = 1
-    group: int = 0  # 0: flat MLP; k >= 2: merge k consecutive positions per hidden layer
-    batchnorm: bool = True  # Linear(no bias) -> BatchNorm -> Tanh; else Linear(bias) -> Tanh
-    head_batchnorm: bool = False  # Linear(no bias) -> BatchNorm(vocab) as the output head
-    head_scale: float = 0.01  # last Linear's weight scale, or the head BatchNorm's gamma
-    init: str = "kaiming"  # one of INITS: the lecture's steps towards a healthy init
-    bn_momentum: float = 0.001
-    bn_eps: float = 1e-5
+    vocab_size: int = setting(27, "symbols, '.' included (comes from the data)")
+    block_size: int = setting(3, "context length: how many previous characters predict the next")
+    n_embd: int = setting(10, "embedding size per character")
+    n_hidden: int = setting(200, "hidden units per layer")
+    n_layers: int = setting(1, "number of hidden [Linear, BatchNorm, Tanh] blocks")
+    group: int = setting(0, "0: flat MLP; k >= 2: hierarchical, merging k positions per layer "
+                            "(block_size = k**n_layers)")
+    batchnorm: bool = setting(True, "BatchNorm after each hidden Linear (which then has no bias)")
+    head_batchnorm: bool = setting(False, "BatchNorm(vocab) after the output Linear (model B)")
+    head_scale: float = setting(0.01, "scale of the output Linear's init (or the head BatchNorm's gamma)")
+    init: str = setting("kaiming", "init: original, fix-softmax, fix-tanh or kaiming (the lecture's steps)")
+    bn_momentum: float = setting(0.001, "BatchNorm running-statistics momentum (the lecture's model A: 0.001)")
+    bn_eps: float = setting(1e-5, "BatchNorm epsilon")
 
     def __post_init__(self):
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.head_batchnorm and not self.batchnorm:
             raise ValueError("head_batchnorm needs batchnorm=True")
-        for field in ("vocab_size", "block_size", "n_embd", "n_hidden", "n_layers"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        for name in ("vocab_size", "block_size", "n_embd", "n_hidden", "n_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.bn_momentum <= 1:
             raise ValueError(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
         if self.group == 1 or self.group < 0:
@@ -94,8 +100,8 @@ class BatchNorm(nn.BatchNorm1d):
     folding (fuse_linear_bn_eval) applicable.
 
     Calls F.batch_norm directly: BatchNorm1d.forward adds a num_batches_tracked increment (a tensor op
-    per step, only needed when momentum is None, which ModelConfig rules out) and input checks, together
-    about 7% of model A's training step."""
+    per step, only needed when momentum is None, which ModelConfig rules out) and input checks, a
+    measurable share of model A's training step (docs/training.md)."""
 
     def forward(self, x):
         if x.dim() == 3:
@@ -174,10 +180,10 @@ def init_weights(model: NameMLP) -> None:
 class Ensemble(nn.Module):
     """NameMLP's interface over K independently trained members: the logits are their mean.
 
-    Why: a single model here overfits long before its size runs out (names.txt: one 288K model reaches
-    val 1.958 with train at 1.73), while the mean logits of two half-size members from different seeds
-    reach 1.939 with the same parameter count. Still foldable: each member folds on its own and the
-    exported graph adds their logits."""
+    Why: a single model here overfits long before its size runs out, while the mean logits of half-size
+    members from different seeds generalise better at the same parameter count (figures:
+    docs/training.md). Still foldable: each member folds on its own and the exported graph adds their
+    logits. One model is an ensemble of one (as_ensemble), so every run has this interface."""
 
     def __init__(self, members: list[NameMLP]):
         super().__init__()
@@ -195,3 +201,8 @@ class Ensemble(nn.Module):
 
     def num_params(self) -> int:
         return sum(m.num_params() for m in self.members)
+
+
+def as_ensemble(model: NameMLP | Ensemble) -> Ensemble:
+    """Every model as the mean of K >= 1 members: one model is an ensemble of one (its mean is itself)."""
+    return model if isinstance(model, Ensemble) else Ensemble([model])

@@ -28,10 +28,10 @@ from artifact.manifest import (FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, NAMES_
 from artifact.loader import load_version
 from artifact.registry import AlreadyPublished, publish as publish_version
 from training.data import DEFAULT_YEAR, Corpus, CorpusError, Splits, load_corpus, make_splits
-from training.ensemble import load_model as load_run_model
+from training import rundir
 from training.export import INPUT, OPSET, OUTPUT, to_onnx
 from training.fold import fold
-from training.model import Ensemble, ModelConfig, NameMLP
+from training.model import Ensemble, ModelConfig, NameMLP, as_ensemble
 
 FOLD_TOLERANCE = 1e-5  # max abs logit difference, folded (numpy) vs unfolded eval-mode torch
 ONNX_TOLERANCE = 1e-4  # the same for onnxruntime
@@ -45,21 +45,22 @@ def publish_run(run_dir: str | Path, registry: str | Path, name: str, force: boo
                 tolerance: float = 0.01) -> str:
     """Publish the model in `run_dir` as a new version of `<registry>/<name>`; return the version."""
     run_dir = Path(run_dir)
-    config = _read_json(run_dir / "config.json")
-    metrics = _read_json(run_dir / "metrics.json")
-    diagnostics = _read_json(run_dir / "diagnostics.json")
-    model = load_model(run_dir / "model.pt")
+    config = _read_json(run_dir / rundir.CONFIG)
+    metrics = _read_json(run_dir / rundir.METRICS)
+    diagnostics = _read_json(run_dir / rundir.DIAGNOSTICS)
+    model = load_model(run_dir / rundir.MODEL)
     corpus, splits = rebuild_data(config, model.config)
     with tempfile.TemporaryDirectory(prefix="namegen-staging-") as staging:
         write_artifact(staging, model, corpus, splits, train_config=config.get("train", {}),
                        metrics=metrics, diagnostics=diagnostics, seed=config.get("data", {}).get("seed", 42),
-                       plots_dir=run_dir / "plots")
+                       plots_dir=run_dir / rundir.PLOTS)
         return publish_version(staging, registry, name, force=force, tolerance=tolerance, check=load_version)
 
 
-def load_model(path: Path) -> NameMLP | Ensemble:
+def load_model(path: Path) -> Ensemble:
+    """A run's model (its directory or model.pt); ArtifactError if there is none."""
     try:
-        return load_run_model(path)
+        return rundir.load_model(path)
     except FileNotFoundError:
         raise ArtifactError(f"{path}: not found (is this a finished training run?)") from None
 
@@ -84,8 +85,10 @@ def rebuild_data(config: dict, model_config: ModelConfig) -> tuple[Corpus, Split
 def write_artifact(out_dir: str | Path, model: NameMLP | Ensemble, corpus: Corpus, splits: Splits, *,
                    train_config: dict, metrics: dict, diagnostics: dict, seed: int = 42,
                    plots_dir: str | Path | None = None) -> Manifest:
-    """Fold, export, verify on the val set, and write a staged version directory (version left empty)."""
+    """Fold, export, verify on the val set, and write a staged version directory (version left empty).
+    A student's metrics name its teacher ("teacher"); the manifest records it beside its own figures."""
     out = Path(out_dir)
+    model = as_ensemble(model)
     health = diagnostics.get("health")
     if not isinstance(health, dict):
         raise ArtifactError("diagnostics.json has no 'health' summary ({ok, warnings})")
@@ -112,7 +115,7 @@ def write_artifact(out_dir: str | Path, model: NameMLP | Ensemble, corpus: Corpu
         format_version=FORMAT_VERSION, name="", version="", created="",
         vocab=splits.vocab.chars, block_size=model.config.block_size,
         architecture={"model": model.config.to_dict(),
-                      "members": len(model.members) if isinstance(model, Ensemble) else 1,
+                      "members": len(model.members),
                       "parameters": model.num_params(),
                       "folded_parameters": folded.num_params(), "onnx_opset": OPSET},
         training=train_config,
@@ -126,6 +129,7 @@ def write_artifact(out_dir: str | Path, model: NameMLP | Ensemble, corpus: Corpu
         files=hash_files(out),
         probe=probe_set(model, X_val),
         io={"input": INPUT, "output": OUTPUT},
+        teacher=metrics.get("teacher"),
     )
     manifest.write(out / MANIFEST_FILE)
     return manifest

@@ -1,18 +1,14 @@
-"""The training loop, its schedule, checkpoints, BatchNorm calibration and the run directory.
+"""The training loop of one model: schedule, minibatches, soft targets from a teacher, checkpoints,
+BatchNorm calibration, diagnostics.
 
-run(...) writes the run directory documented in docs/interfaces.md:
-  config.json      model, train and data config, vocabulary (written first, so a run is identifiable)
-  checkpoint.pt    model, optimizer, step, random states and history: resume continues bit-identically
-  model.pt         {"config", "state_dict"} with the statistics to ship (running or calibrated)
-  metrics.json     train/val/test loss with running and calibrated statistics, wall time
-  diagnostics.json activation/gradient statistics, update:data ratios, loss curve, health verdict
-The CLI then draws plots/*.png from diagnostics.json (training.plots), keeping matplotlib out of here.
+run(...) trains one model into a run directory (files: training.rundir). With a teacher, the loss is
+Hinton et al.'s distillation loss (distillation_loss); everything else (resume, diagnostics,
+calibration, the results) is the same as for any run. The CLI then draws plots from diagnostics.json
+(training.plots), keeping matplotlib out of here.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import signal
 import threading
 import time
@@ -24,45 +20,60 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from training import diagnostics
+from training import diagnostics, rundir
 from training.data import Splits
-from training.model import ModelConfig, NameMLP
+from training.model import ModelConfig, NameMLP, setting
+from training.rundir import save_atomic, write_json
 
 OPTIMIZERS = ("sgd", "adamw")
-BLOCK = 1000  # minibatches drawn at once: one randint and one gather per 1000 steps, ~5% of model A's step
+BLOCK = 1000  # minibatches drawn at once: one randint and one gather per 1000 steps, not per step
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    optimizer: str = "sgd"  # sgd (the lecture's) or adamw
-    steps: int = 200_000
-    batch_size: int = 32
-    lr: float = 0.1
-    lr_decay_step: int = 100_000  # sgd: lr / 10 from this step on (0: never)
-    warmup_steps: int = 0  # linear warmup from lr / warmup_steps to lr
-    min_lr: float = 0.0  # adamw: the cosine decay ends here
-    weight_decay: float = 0.0  # on weight matrices and embeddings only, not on BatchNorm or biases
-    eval_interval: int = 10_000  # val loss every N steps
-    checkpoint_interval: int = 10_000
-    diag_interval: int = 20_000  # diagnostics snapshot every N steps (and at init and the end)
-    update_interval: int = 100  # record the update:data ratios every N steps
-    seed: int = 2147483647  # the lecture's generator seed: init and minibatches
-    calibrate: bool = True  # after training, also try BatchNorm statistics from one pass over train
-    threads: int = 1  # torch threads; 1 is fastest for these small matrices
-    members: int = 1  # > 1: train an ensemble (member k: seed + k) and ship the mean of its logits
+    optimizer: str = setting("sgd", "sgd (step decay) or adamw (warmup, then cosine decay)")
+    steps: int = setting(200_000, "optimizer steps")
+    batch_size: int = setting(32, "examples per minibatch")
+    lr: float = setting(0.1, "learning rate (peak rate for adamw)")
+    lr_decay_step: int = setting(100_000, "sgd: the rate drops to lr/10 from this step on (0: never)")
+    warmup_steps: int = setting(0, "linear learning-rate warmup steps")
+    min_lr: float = setting(0.0, "adamw: the rate the cosine decay ends at")
+    weight_decay: float = setting(0.0, "weight decay on weight matrices and embeddings (not BatchNorm, biases)")
+    eval_interval: int = setting(10_000, "measure the val loss every N steps")
+    checkpoint_interval: int = setting(10_000, "write checkpoint.pt every N steps")
+    diag_interval: int = setting(20_000, "record activation/gradient statistics every N steps (and at init, end)")
+    update_interval: int = setting(100, "record update:data ratios every N steps")
+    seed: int = setting(2147483647, "seed for init and minibatch sampling (the lecture's generator seed)")
+    calibrate: bool = setting(True, "after training, try BatchNorm statistics from one pass over the train set")
+    threads: int = setting(1, "torch threads (1 is fastest for these small models)")
+    members: int = setting(1, "train N models (seeds seed, seed+1, ...) and ship the mean of their logits")
+    parallel: int = setting(1, "members trained at once, each in its own process (one per free core)")
+    teacher: str = setting("", "distil from this teacher's soft targets: a run directory, a published "
+                               "version directory, or REGISTRY/NAME (its CURRENT version); 'train': first "
+                               "train one into RUN_DIR/teacher ('' : no teacher)")
+    teacher_members: int = setting(2, "teacher 'train': its members (its other settings are this run's)")
+    teacher_steps: int = setting(0, "teacher 'train': its steps per member (0: the same as steps)")
+    distill_weight: float = setting(0.9, "with a teacher: weight of the soft cross-entropy; the hard "
+                                         "(true next character) gets 1 - this")
+    distill_temperature: float = setting(1.0, "with a teacher: softmax temperature of the soft targets "
+                                              "(the soft loss is scaled by its square)")
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         for name in ("steps", "batch_size", "eval_interval", "checkpoint_interval", "diag_interval",
-                     "update_interval", "threads", "members"):
+                     "update_interval", "threads", "members", "parallel", "teacher_members"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr_decay_step", "warmup_steps", "weight_decay", "min_lr"):
+        for name in ("lr_decay_step", "warmup_steps", "weight_decay", "min_lr", "teacher_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.distill_weight <= 1:
+            raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+        if not self.distill_temperature > 0:
+            raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,7 +92,7 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 class SGD:
     """Plain SGD, the lecture's p -= lr * grad (plus weight decay), one foreach call per group. The same
     maths as torch.optim.SGD(foreach=True) without its per-step Python bookkeeping (hooks, profiler
-    records, regrouping tensors), which costs a quarter of model A's step on one CPU thread."""
+    records, regrouping tensors), a large share of model A's step on one CPU thread (docs/training.md)."""
 
     def __init__(self, groups: list[dict], lr: float):
         self.param_groups = [{**g, "lr": lr} for g in groups]
@@ -158,35 +169,37 @@ def calibrate_batchnorm(model: NameMLP, X: torch.Tensor, chunk: int = 16384) -> 
     model.train(was_training)
 
 
-def minibatches(X: torch.Tensor, Y: torch.Tensor, batch_size: int, seed: int, block: int):
-    """The minibatches of steps [block * BLOCK, (block + 1) * BLOCK), from a generator seeded by
-    (seed, block): a resumed run draws exactly the same batches with no random state to save."""
+def minibatches(tensors: list[torch.Tensor], batch_size: int, seed: int, block: int) -> list:
+    """The minibatches of steps [block * BLOCK, (block + 1) * BLOCK) of each tensor (the same rows of
+    each), from a generator seeded by (seed, block): a resumed run draws exactly the same batches with
+    no random state to save."""
     g = torch.Generator().manual_seed((seed * 1_000_003 + block) % 2**64)
-    ix = torch.randint(0, len(Y), (BLOCK, batch_size), generator=g)  # (BLOCK, B)
-    return X[ix].unbind(0), Y[ix].unbind(0)  # BLOCK views of (B, block_size) and of (B,)
+    ix = torch.randint(0, len(tensors[0]), (BLOCK, batch_size), generator=g)  # (BLOCK, B)
+    return [t[ix].unbind(0) for t in tensors]  # per tensor, BLOCK views of (B, ...)
+
+
+def soft_targets(teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The teacher's probabilities at `temperature`: (N, vocab) logits -> (N, vocab)."""
+    return F.softmax(teacher_logits.double() / temperature, dim=-1).float()
+
+
+def distillation_loss(logits: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor, cfg: TrainConfig):
+    """Hinton et al.'s loss: weight x T^2 x the cross-entropy of the student's softmax at temperature T
+    against the teacher's, plus (1 - weight) x the usual one (`hard`). The T^2 keeps the soft part's
+    gradients the same size whatever T."""
+    T = cfg.distill_temperature
+    soft_ce = -(soft * F.log_softmax(logits / T, dim=-1)).sum(-1).mean()  # (B, vocab) -> ()
+    return cfg.distill_weight * T * T * soft_ce + (1 - cfg.distill_weight) * hard
 
 
 def has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
 
 
-def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temp file, then os.replace: a crash never leaves a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def write_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def write_config(run_dir: Path, preset: str | None, model_config: ModelConfig, cfg: TrainConfig, data_info: dict,
                  splits: Splits) -> None:
     write_json({"preset": preset, "model": model_config.to_dict(), "train": cfg.to_dict(), "data": data_info,
-                "vocab": splits.vocab.chars}, run_dir / "config.json")
+                "vocab": splits.vocab.chars}, run_dir / rundir.CONFIG)
 
 
 class TrainingInterrupted(Exception):
@@ -195,6 +208,9 @@ class TrainingInterrupted(Exception):
     def __init__(self, step: int, checkpoint: Path):
         super().__init__(f"interrupted at step {step}; checkpoint saved to {checkpoint}")
         self.step, self.checkpoint = step, checkpoint
+
+    def __reduce__(self):  # picklable, so a member trained in another process can report it
+        return TrainingInterrupted, (self.step, self.checkpoint)
 
 
 class StopFlag:
@@ -222,13 +238,15 @@ class StopFlag:
 
 def run(run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfig, splits: Splits,
         data_info: dict, resume: bool = False, progress: bool = True, preset: str | None = None,
-        log=print) -> dict:
-    """Train (or resume) into run_dir; returns metrics.json's content."""
+        log=print, teacher=None) -> dict:
+    """Train (or resume) one model into run_dir; returns metrics.json's content. With a teacher
+    (training.teacher.Teacher: its logits for every train example), the loss mixes its soft targets in."""
     run_dir, cfg = Path(run_dir), train_config
     run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run_dir / "checkpoint.pt"
+    ckpt_path = run_dir / rundir.CHECKPOINT
     torch.set_num_threads(cfg.threads)
     (Xtr, Ytr), (Xva, Yva), (Xte, Yte) = splits.train, splits.val, splits.test
+    batches = [Xtr, Ytr] if teacher is None else [Xtr, Ytr, soft_targets(teacher.logits, cfg.distill_temperature)]
 
     torch.manual_seed(cfg.seed)
     model = NameMLP(model_config)
@@ -287,10 +305,12 @@ def run(run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfi
                 lr_now = lr
 
             if step % BLOCK == 0 or step == start:
-                Xbs, Ybs = minibatches(Xtr, Ytr, cfg.batch_size, cfg.seed, step // BLOCK)
-            _, loss = model(Xbs[step % BLOCK], Ybs[step % BLOCK])  # (B, block_size), (B,)
+                block = minibatches(batches, cfg.batch_size, cfg.seed, step // BLOCK)
+            logits, loss = model(block[0][step % BLOCK], block[1][step % BLOCK])  # (B, block_size), (B,)
+            objective = loss if teacher is None else \
+                distillation_loss(logits, loss, block[2][step % BLOCK], cfg)  # soft targets (B, vocab)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             record_update = step % cfg.update_interval == 0
             if record_update:
                 before = [p.detach().clone() for p in weight_params]
@@ -327,11 +347,11 @@ def run(run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfi
     if history["snapshots"][-1]["step"] != cfg.steps:  # (resuming a finished run has it already)
         history["snapshots"].append(diagnostics.snapshot(model, Xtr[diag_ix], Ytr[diag_ix], cfg.steps))
     checkpoint(cfg.steps)
-    return finish(run_dir, model, cfg, splits, history)
+    return finish(run_dir, model, cfg, splits, history, teacher)
 
 
-def finish(run_dir: Path, model: NameMLP, cfg: TrainConfig, splits: Splits, history: dict) -> dict:
-    """Evaluate with running (and calibrated) statistics, keep the better on val, write the reports."""
+def finish(run_dir: Path, model: NameMLP, cfg: TrainConfig, splits: Splits, history: dict, teacher) -> dict:
+    """Evaluate with running (and calibrated) statistics, keep the better on val, write the results."""
     splits_xy = {"train": splits.train, "val": splits.val, "test": splits.test}
     running = {k: evaluate(model, X, Y) for k, (X, Y) in splits_xy.items()}
     calibrated, chosen = None, "running"
@@ -344,14 +364,12 @@ def finish(run_dir: Path, model: NameMLP, cfg: TrainConfig, splits: Splits, hist
         else:
             model.load_state_dict(running_state)
     best = calibrated if chosen == "calibrated" else running
-    save_atomic({"config": model.config.to_dict(), "state_dict": model.state_dict()}, run_dir / "model.pt")
-
     metrics = {"steps": cfg.steps, "train_loss": best["train"], "val_loss": best["val"], "test_loss": best["test"],
                "running": running, "calibrated": calibrated, "statistics": chosen,
                "seconds": round(history["seconds"], 2),
                "steps_per_second": round(cfg.steps / history["seconds"], 1) if history["seconds"] else None,
-               "initial_loss": history["initial_loss"], "val_history": history["val"]}
-    write_json(metrics, run_dir / "metrics.json")
+               "initial_loss": history["initial_loss"], "val_history": history["val"],
+               "teacher": None if teacher is None else teacher.info}
 
     chunk = min(1000, max(1, cfg.steps // 20))  # the lecture's 1000; finer for short runs
     report = {
@@ -363,5 +381,4 @@ def finish(run_dir: Path, model: NameMLP, cfg: TrainConfig, splits: Splits, hist
         "health": diagnostics.health(history["initial_loss"], model.config.vocab_size,
                                      history["snapshots"][0], history["update_log10"]),
     }
-    write_json(report, run_dir / "diagnostics.json")
-    return metrics
+    return rundir.finish(run_dir, model, metrics, report)

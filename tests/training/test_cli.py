@@ -58,6 +58,8 @@ def test_bad_values_and_presets_are_one_line_errors_with_exit_code_2(tmp_path, n
         (["--members", "0", "--data", str(names_file)], "members must be >= 1, got 0"),
         (["--group", "2", "--data", str(names_file)], "block_size == group ** n_layers"),
         (["--resume", "--out", str(tmp_path)], "config.json: not found"),
+        (["--teacher", str(tmp_path / "none"), "--data", str(names_file)], "none: not a finished run directory"),
+        (["--distill-weight", "2", "--data", str(names_file)], "distill_weight must be in [0, 1], got 2.0"),
     ]
     for argv, message in cases:
         assert main(["train", "--out", str(tmp_path / "run"), *argv]) == 2, argv
@@ -124,9 +126,9 @@ def test_cli_trains_into_a_run_directory_resumes_and_publishes(tmp_path, names_f
     assert "health" in json.loads((out / "diagnostics.json").read_text())
 
     # A finished run resumes to the same place; other settings next to --resume are refused.
-    before = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    before = torch.load(out / "model.pt", weights_only=True)["members"][0]
     assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
-    after = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    after = torch.load(out / "model.pt", weights_only=True)["members"][0]
     assert all(torch.equal(before[k], after[k]) for k in before)
     capsys.readouterr()
     assert main(["train", "--out", str(out), "--resume", "--steps", "5"]) == 2
@@ -168,3 +170,52 @@ def test_the_lecture_a_config_file_spells_out_the_lecture_a_preset():
     path = Path(__file__).resolve().parents[2] / "configs" / "lecture-a-names-txt.toml"
     cfg = config.resolve(None, path)
     assert cfg.model == config.PRESETS["lecture-a"] and cfg.train == config.RECIPES["lecture-a"]
+
+
+def test_ctrl_c_stops_members_training_in_parallel_with_checkpoints_and_resume_finishes_them(tmp_path, names_file):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "run"
+    # Big batches, so each member needs seconds and the signal lands mid-run even on a quiet machine.
+    argv = ["--data", str(names_file), "--out", str(out), "--steps", "3000", "--batch-size", "2048", "--n-embd", "4",
+            "--n-hidden", "64", "--checkpoint-interval", "3000", "--members", "2", "--parallel", "2", "--no-progress"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "training", "train", *argv], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        started = 0
+        for line in proc.stdout:  # both members' loops are about to start
+            started += "initial loss" in line
+            if started == 2:
+                break
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)  # the parent alone, as a terminal's Ctrl-C now reaches it
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in err and "--resume" in err and "Traceback" not in err
+    steps = [torch.load(out / f"member-{k}" / "checkpoint.pt", weights_only=True)["step"] for k in range(2)]
+    assert all(0 < s < 3000 for s in steps), steps
+    done = subprocess.run([sys.executable, "-m", "training", "train", "--out", str(out), "--resume", "--no-progress"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["seed"] for m in metrics["members"]] == [2147483647, 2147483648] and metrics["steps"] == 3000
+
+
+def test_every_setting_carries_its_help_in_its_field_and_the_cli_shows_it(capsys):
+    import dataclasses
+
+    for section, kind in config.SECTIONS.items():
+        for f in dataclasses.fields(kind):
+            assert f.metadata.get("help"), (section, f.name)
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert " ".join(config.help_text("train", "distill_weight").split()[:6]) in out
+    assert "--teacher-members" in out and "--parallel" in out and "--distill-temperature" in out

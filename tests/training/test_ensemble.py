@@ -12,7 +12,8 @@ import torch
 
 from artifact.loader import load_current
 from training.data import load_corpus
-from training.ensemble import load_model, member_dir, train_members
+from training.recipe import train as train_run
+from training.rundir import load_model, member_dir
 from training.export import INPUT, OUTPUT, to_onnx
 from training.fold import fold
 from training.model import Ensemble, ModelConfig, NameMLP
@@ -24,7 +25,7 @@ from training.train import evaluate, run
 def ensemble_run(tmp_path_factory, small_splits, tiny_model, tiny_train, info):
     """Two tiny members (seeds 1 and 2) trained into one run directory: (run_dir, metrics)."""
     run_dir = tmp_path_factory.mktemp("ensemble")
-    metrics = train_members(run_dir, tiny_model, replace(tiny_train, members=2), small_splits, info,
+    metrics = train_run(run_dir, tiny_model, replace(tiny_train, members=2), small_splits, info,
                             progress=False, log=lambda *a: None)
     return run_dir, metrics
 
@@ -53,7 +54,7 @@ def test_ensemble_member_k_is_the_single_run_with_seed_plus_k(ensemble_run, tiny
         progress=False, log=lambda *a: None)
     ensemble = load_model(run_dir / "model.pt")
     for member, single in zip(ensemble.members, (tiny_run[0], single_seed_2)):
-        reference = load_model(single / "model.pt").state_dict()
+        reference = load_model(single / "model.pt").members[0].state_dict()
         assert all(torch.equal(v, reference[k]) for k, v in member.state_dict().items())
 
 
@@ -79,7 +80,7 @@ def test_resuming_a_finished_ensemble_resumes_every_member_and_changes_nothing(e
                                                                               tiny_model, tiny_train, info):
     run_dir, metrics = ensemble_run
     lines = []
-    again = train_members(run_dir, tiny_model, replace(tiny_train, members=2), small_splits, info, resume=True,
+    again = train_run(run_dir, tiny_model, replace(tiny_train, members=2), small_splits, info, resume=True,
                           progress=False, log=lines.append)
     for k in range(2):
         assert f"resuming {member_dir(run_dir, k)} at step 300 of 300" in lines
@@ -112,7 +113,9 @@ def test_three_member_ensembles_of_every_kind_fold_and_export_exactly(preset_nam
     folded = fold(model)
     assert np.abs(folded.forward(X.numpy()) - ref).max() <= 1e-5
     graph = to_onnx(folded)
-    assert collections.Counter(n.op_type for n in graph.graph.node)["Add"] == 2
+    ops = collections.Counter(n.op_type for n in graph.graph.node)
+    assert ops["Add"] == 2 and "BatchNormalization" not in ops
+    assert ops["MatMul"] == (preset_name == "wavenet")  # pair tables: one row index shared by all members
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     assert np.abs(session.run([OUTPUT], {INPUT: X.numpy()})[0] - ref).max() <= 1e-4
 
@@ -121,7 +124,7 @@ def test_ensemble_graph_is_one_chain_per_member_and_an_add(ensemble_run, small_s
     model = load_model(ensemble_run[0] / "model.pt")
     graph = to_onnx(fold(model))
     ops = collections.Counter(n.op_type for n in graph.graph.node)
-    assert set(ops) <= {"Gather", "Reshape", "Gemm", "Tanh", "Add"}, ops
+    assert set(ops) <= {"Gather", "Reshape", "Gemm", "Tanh", "Add"}, ops  # flat: no table
     assert ops["Gather"] == 2 and ops["Add"] == 1 and ops["Gemm"] == 2 * 3  # 2 hidden layers + head each
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     X = small_splits.val[0]
@@ -166,3 +169,13 @@ def test_publish_run_publishes_an_ensemble_the_loader_self_tests(ensemble_run, n
     full_tanh = full["members"][1]["snapshots"][-1]["tanh"][0]
     assert shipped_tanh["std"] == float(f"{full_tanh['std']:.4g}") != full_tanh["std"]
     assert shipped_tanh["grad_hist"]["x"] == [float(f"{v:.4g}") for v in full_tanh["grad_hist"]["x"]]
+
+
+def test_members_trained_in_parallel_processes_equal_those_trained_one_after_the_other(ensemble_run, tmp_path,
+                                                                                       small_splits, tiny_model,
+                                                                                       tiny_train, info):
+    metrics = train_run(tmp_path, tiny_model, replace(tiny_train, members=2, parallel=2), small_splits, info,
+                        progress=False, log=lambda *a: None)
+    sequential = load_model(ensemble_run[0]).state_dict()
+    assert all(torch.equal(v, sequential[k]) for k, v in load_model(tmp_path).state_dict().items())
+    assert metrics["val_loss"] == ensemble_run[1]["val_loss"]

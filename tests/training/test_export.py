@@ -50,7 +50,8 @@ def test_graph_passes_the_checker_and_holds_only_folded_ops(exported):
     assert "BatchNormalization" not in ops
     assert set(ops) <= FOLDED_OPS, ops
     n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.layers)
-    assert ops.count("Gemm") == n_linear  # one node per layer: the graph stays lean
+    tabled = fold(model).members[0].table is not None  # the first layer as a table: no Gemm
+    assert ops.count("Gemm") == n_linear - tabled  # one node per layer: the graph stays lean
 
 
 def test_graph_io_is_int64_context_to_float_logits_with_dynamic_batch(exported):
@@ -87,3 +88,13 @@ def test_export_of_model_a_is_five_nodes():
     graph = to_onnx(fold(model))
     assert [n.op_type for n in graph.graph.node] == ["Gather", "Reshape", "Gemm", "Tanh", "Gemm"]
     assert OPSET >= 17
+
+
+def test_export_of_a_hierarchical_model_reads_its_first_layer_from_a_pair_table():
+    model = NameMLP(ModelConfig(vocab_size=27, block_size=8, n_embd=4, n_hidden=12, n_layers=3, group=2)).eval()
+    graph = to_onnx(fold(model))
+    assert [n.op_type for n in graph.graph.node] == ["MatMul", "Gather", "Reshape", "Gemm", "Tanh", "Reshape",
+                                                    "Gemm", "Tanh", "Gemm"]
+    assert [n.op_type for n in to_onnx(fold(model, table=False)).graph.node][:4] == [
+        "Gather", "Reshape", "Gemm", "Tanh"]
+

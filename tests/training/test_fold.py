@@ -9,7 +9,7 @@ import torch.nn as nn
 from torch.nn.utils.fusion import fuse_linear_bn_eval
 
 from training.data import Corpus, make_splits, names_sha256
-from training.fold import fold
+from training.fold import TABLE_MAX_ROWS, fold
 from training.model import ModelConfig, NameMLP
 
 VARIANTS = {
@@ -71,7 +71,7 @@ def test_fold_equals_torch_fuse_linear_bn_eval(trained):
             lin = fuse_linear_bn_eval(copy.deepcopy(m), nxt) if isinstance(nxt, nn.BatchNorm1d) else m
             b = lin.bias if lin.bias is not None else torch.zeros(lin.out_features)
             expected.append((lin.weight.detach().numpy(), b.detach().numpy()))
-    folded = fold(model)
+    (folded,) = fold(model).members
     assert len(folded.layers) == len(expected)
     for d, (w, b) in zip(folded.layers, expected):
         np.testing.assert_allclose(d.weight, w, rtol=1e-5, atol=1e-6)
@@ -94,7 +94,7 @@ def test_fold_uses_the_stored_statistics_not_the_batch(trained):
 
 def test_fold_keeps_only_dense_layers_with_tanh_between():
     model = NameMLP(ModelConfig(vocab_size=5, n_embd=2, n_hidden=4, n_layers=3, head_batchnorm=True)).eval()
-    folded = fold(model)
+    (folded,) = fold(model).members
     assert [d.tanh for d in folded.layers] == [True, True, True, False]
     assert [d.weight.shape for d in folded.layers] == [(4, 6), (4, 4), (4, 4), (5, 4)]
     assert all(d.bias.dtype == np.float32 for d in folded.layers)
@@ -105,3 +105,27 @@ def test_fold_refuses_a_layer_it_cannot_fold():
     model.layers.insert(3, nn.ReLU())
     with pytest.raises(ValueError, match="cannot fold layer 3 \\(ReLU\\)"):
         fold(model)
+
+
+def test_the_first_layer_becomes_one_row_per_tuple_of_characters_when_that_is_few(trained):
+    model, splits = trained
+    (plain,) = fold(model, table=False).members
+    (tabled,) = fold(model).members
+    V, first = model.config.vocab_size, plain.layers[0]
+    k = first.weight.shape[1] // model.config.n_embd  # characters the first layer reads
+    if V ** k > TABLE_MAX_ROWS or not first.tanh:
+        assert tabled.table is None
+        return
+    assert tabled.table.shape == (V ** k, first.weight.shape[0]) and tabled.table_width == k
+    tuples = np.indices((V,) * k).reshape(k, -1).T  # row r is r written in base V
+    x = plain.embedding[tuples].reshape(V ** k, -1)  # (V**k, k * n_embd)
+    assert np.abs(tabled.table - np.tanh(x @ first.weight.T + first.bias)).max() <= 1e-6
+    X = splits.val[0].numpy()
+    assert np.abs(tabled.forward(X) - plain.forward(X)).max() <= 1e-5
+
+
+def test_a_hierarchical_names_model_tabulates_its_729_character_pairs():
+    model = NameMLP(ModelConfig(vocab_size=27, block_size=8, n_embd=4, n_hidden=12, n_layers=3, group=2)).eval()
+    (folded,) = fold(model).members
+    assert folded.table.shape == (729, 12)
+    assert fold(NameMLP(ModelConfig(vocab_size=27)).eval()).members[0].table is None  # model A: 27**3 rows

@@ -21,12 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_model(run_dir) -> NameMLP:
-    from training.model import ModelConfig
+    from training.rundir import load_model
 
-    saved = torch.load(Path(run_dir) / "model.pt", weights_only=True)
-    model = NameMLP(ModelConfig(**saved["config"]))
-    model.load_state_dict(saved["state_dict"])
-    return model.eval()
+    (model,) = load_model(run_dir).members
+    return model
 
 
 def test_a_few_hundred_steps_lower_the_val_loss(tiny_run, small_splits, tiny_model):
