@@ -336,3 +336,27 @@ def check_metrics_count_what_was_served(client):
     assert metric(text, "namegen_model_info", name=NAME, version=version) == 1
     assert metric(text, "namegen_reloads_total", outcome="ok") == 1
     assert metric(text, "namegen_ready") == 1
+
+
+# ---- parsing shared by /generate and /score --------------------------------------------------------
+
+def test_generate_get_rejects_a_repeated_query_parameter(client):
+    r = client.get("/generate?count=1000000&count=1")
+    assert r.status_code == 422
+    assert field_errors(r) == {("count", "given more than once")}
+
+
+@pytest.mark.parametrize("body", [b'{"names": ["\xff\xfe"]}', b"[" * 5000 + b"]" * 5000, b'{"names": '])
+def test_score_rejects_bad_json_like_generate(client, body):
+    for route in ("/score", "/generate"):
+        r = client.post(route, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, route
+        assert fields(r) == {"body"}, route
+
+
+def test_score_per_char_false_gives_totals_only(client):
+    full = client.post("/score", json={"names": ["emma", "zqxv"]}).json()["scores"]
+    short = client.post("/score", json={"names": ["emma", "zqxv"], "per_char": False}).json()["scores"]
+    assert [set(s) for s in short] == [{"name", "logprob", "in_corpus"}] * 2
+    assert [s["logprob"] for s in short] == [s["logprob"] for s in full]
+    assert full[0]["logprob"] == pytest.approx(sum(c["logprob"] for c in full[0]["per_char"]), abs=1e-12)
