@@ -118,7 +118,7 @@ class Engine:
         training corpus are skipped and later streams are tried, at most max_attempts streams in
         all (default 20 * count); the result may then hold fewer names than requested."""
         job = GenerateJob(self, count, seed, temperature, top_k, prefix, max_length, novel_only, max_attempts)
-        return job.run_alone() if job.small else Batch().run(job)
+        return Batch().run(job)
 
     def score(self, names: list[str]) -> list[Score]:
         """Per name: log-probability of each character and of the end '.', their sum, and whether
@@ -197,7 +197,10 @@ class GenerateJob:
             self.base = self.engine.prefix_logprob(self.prefix_ids)
         need = self.count - len(self.names)
         n = need if not self.novel_only else min(self.limit - self.start, max(2 * need, 8))
-        skeys = sampling.stream_keys(self.seed, np.arange(self.start, self.start + n, dtype=np.uint64))
+        if n == 1:
+            skeys = np.array([sampling.stream_key(self.seed, self.start)], dtype=np.uint64)
+        else:
+            skeys = sampling.stream_keys(self.seed, np.arange(self.start, self.start + n, dtype=np.uint64))
         self.round = Round(n, skeys, self.engine.start_key(self.prefix_ids), self.base, self.steps,
                            self.temperature, self.top_k or 0)
         self.start += n

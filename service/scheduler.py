@@ -22,6 +22,7 @@ import numpy as np
 from service import sampling
 
 STEP_NAMES = 2048  # names (or /score rows) stepped together at most: bounds one step's time and memory
+SMALL_ROUND = 8  # rounds of up to this many names are turned into strings one by one (cheaper than numpy)
 
 
 class Arena:
@@ -121,16 +122,21 @@ class Lane:
     def _join(self) -> None:
         parts = self.joining
         self.joining = []
-        n = [p[0] for p in parts]
         rs = [p[1] for p in parts]
-        self.key = np.concatenate([self.key, *[np.full(k, r.start_key, np.int64) for k, r in zip(n, rs)]])
+        n = [r.n for r in rs]
+
+        def each(values, dtype):  # one value per round, repeated for its names
+            return np.repeat(np.array(values, dtype=dtype), n)
+
+        self.key = np.concatenate([self.key, each([r.start_key for r in rs], np.int64)])
         self.skey = np.concatenate([self.skey, *[r.skeys for r in rs]])
         self.pos = np.concatenate([self.pos, np.zeros(sum(n), np.int64)])
-        self.limit = np.concatenate([self.limit, *[np.full(k, r.steps, np.int64) for k, r in zip(n, rs)]])
-        self.acc = np.concatenate([self.acc, *[np.full(k, r.base) for k, r in zip(n, rs)]])
-        self.slot = np.concatenate([self.slot, *[np.arange(p[2], p[2] + p[0]) for p in parts]])
-        self.temp = np.concatenate([self.temp, *[np.full(k, r.temperature) for k, r in zip(n, rs)]])
-        self.topk = np.concatenate([self.topk, *[np.full(k, r.top_k, np.int64) for k, r in zip(n, rs)]])
+        self.limit = np.concatenate([self.limit, each([r.steps for r in rs], np.int64)])
+        self.acc = np.concatenate([self.acc, each([r.base for r in rs], np.float64)])
+        starts = each([p[2] for p in parts], np.int64)
+        self.slot = np.concatenate([self.slot, starts + np.arange(len(starts)) - np.repeat(np.cumsum(n) - n, n)])
+        self.temp = np.concatenate([self.temp, each([r.temperature for r in rs], np.float64)])
+        self.topk = np.concatenate([self.topk, each([r.top_k for r in rs], np.int64)])
         self.plain = self.plain and all(r.temperature == 1.0 and not r.top_k for r in rs)
 
     def _keep(self, keep: np.ndarray) -> None:
@@ -181,8 +187,10 @@ class Lane:
             arena.length[slots] = self.pos[end] - stopped
             arena.total[slots] = self.acc[end]
             arena.cut[slots] = ~stopped
-            owners, counts = np.unique(arena.owner[slots], return_counts=True)
-            for job_id, k in zip(owners.tolist(), counts.tolist()):
+            counts: dict[int, int] = {}
+            for job_id in arena.owner[slots].tolist():
+                counts[job_id] = counts.get(job_id, 0) + 1
+            for job_id, k in counts.items():
                 job, start, left = self.rounds[job_id]
                 if left > k:
                     self.rounds[job_id] = (job, start, left - k)
@@ -200,6 +208,20 @@ class Lane:
         del self.rounds[job.id]
         n = job.round.n
         a = self.arena
+        if n <= SMALL_ROUND:
+            vocab = self.engine.vocab
+            names = ["".join([vocab[c] for c in a.chars[i, :a.length[i]].tolist()]) for i in range(start, start + n)]
+        else:
+            names = self._names(start, n)
+        job.round_done(names, a.total[start:start + n].tolist(), a.cut[start:start + n].tolist())
+        a.release(start, n)
+        if job.done:
+            return True
+        self.add(job)
+        return False
+
+    def _names(self, start: int, n: int) -> list[str]:
+        a = self.arena
         lengths = a.length[start:start + n]
         width = int(lengths.max()) + 1
         # Names as one string: each name's characters then a newline (never in a vocabulary).
@@ -207,12 +229,7 @@ class Lane:
         codes[:, :width - 1] = self.engine.codepoints[a.chars[start:start + n, :width - 1]]
         codes[np.arange(n), lengths] = ord("\n")
         text = codes[np.arange(width) <= lengths[:, None]].tobytes().decode("utf-32-le")
-        job.round_done(text.split("\n")[:-1], a.total[start:start + n].tolist(), a.cut[start:start + n].tolist())
-        a.release(start, n)
-        if job.done:
-            return True
-        self.add(job)
-        return False
+        return text.split("\n")[:-1]
 
 
 class Batch:
@@ -241,7 +258,16 @@ class Batch:
             self.running -= job.weight
 
     def step(self) -> list[Any]:
-        """Admit waiting jobs (in order, while the step has room), step every lane; the finished jobs."""
+        """Admit waiting jobs (in order, while the step has room), step every lane; the finished jobs.
+        A small job alone in the batch runs to its end at once, one name at a time: with nothing to
+        share a step with, plain Python beats numpy calls on tiny arrays."""
+        if not self.lanes and len(self.waiting) == 1 and self.waiting[0].small:
+            job = self.waiting.popleft()
+            try:
+                job.run_alone()
+            except Exception as e:
+                job.fail(e)
+            return [job]
         while self.waiting and (not self.running or self.running + self.waiting[0].weight <= self.step_names):
             job = self.waiting.popleft()
             lane = self.lanes.get(id(job.engine))
@@ -299,10 +325,7 @@ class Scheduler:
                 pass
 
     async def run(self, job: Any) -> Any:
-        """The job's result, once its last name has ended. A small job that finds nothing else to
-        do runs at once (no step loop); a cancelled caller's job leaves the batch."""
-        if self.batch.idle and job.small:
-            return job.run_alone()
+        """The job's result, once its last name has ended; a cancelled caller's job leaves the batch."""
         if self._task is None:
             self.start()
         job.future = asyncio.get_running_loop().create_future()
@@ -327,6 +350,7 @@ class Scheduler:
             if batch.idle:
                 self._wake.clear()
                 await self._wake.wait()
+                await asyncio.sleep(0)  # requests that arrived together join the first step together
             for job in batch.step():
                 if job.future is not None and not job.future.done():
                     job.future.set_result(None)
