@@ -106,6 +106,7 @@ class ModelRows:
                              "the engine's 63-bit context keys")
         self.powers = self.vocab_size ** np.arange(self.block_size - 1, -1, -1, dtype=np.int64)
         self.cache_rows = cache_rows
+        self.computed = 0  # rows the model has computed (what the cache could not answer)
         self._lock = threading.Lock()
         contexts = self.vocab_size ** self.block_size
         self.cache: DictCache | DenseCache | None = (
@@ -119,6 +120,7 @@ class ModelRows:
     def compute(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One model call (in chunks of RUN_CHUNK rows) for distinct keys: float64 log-softmax and
         temperature-1 CDF rows, (n, V) each."""
+        self.computed += len(keys)
         contexts = self.decode(keys)  # (n, block_size) int64
         if len(keys) <= RUN_CHUNK:
             logits = self.runtime.run(contexts).astype(np.float64)  # (n, V)

@@ -134,4 +134,7 @@ async def model(request: Request) -> dict:
 
 @router.get("/metrics", summary="Prometheus metrics (text format)")
 async def metrics_endpoint(request: Request) -> Response:
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    state = request.app.state
+    if state.model.engine is not None:
+        state.metrics.model_rows.set(state.model.engine.rows.computed)
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
