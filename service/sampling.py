@@ -94,13 +94,6 @@ def choose_one(cdf: Sequence[float], u: float, lo: int = 0, size: int | None = N
     return bisect_right(cdf, u * cdf[last], lo, last) - lo
 
 
-def uniforms_at(keys: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """u in [0, 1) for stream key keys[i] at step steps[i] (each name at its own step): the same
-    numbers as `uniform` and `uniforms`."""
-    z = mix_array(keys + (steps.astype(np.uint64) + _U64(1)) * _U64(GOLDEN))
-    return (z >> _U64(11)).astype(np.float64) * _INV53
-
-
 def cdf_rows_each(logp: np.ndarray, temperature: np.ndarray, top_k: np.ndarray) -> np.ndarray:
     """`cdf_rows` with a temperature and a top_k per row (top_k 0: none). Row by row the same
     operations, so the same numbers: x / 1.0 == x, and top_k's threshold is the same order statistic."""

@@ -31,6 +31,7 @@ class Arena:
 
     def __init__(self, rows: int = 256, width: int = 32):
         self.chars = np.zeros((rows, width), dtype=np.uint16)  # (rows, longest name) character ids
+        self.u = np.zeros((rows, width))  # (rows, longest name) each name's uniform for each step
         self.length = np.zeros(rows, dtype=np.int64)
         self.total = np.zeros(rows)
         self.cut = np.zeros(rows, dtype=bool)
@@ -40,13 +41,14 @@ class Arena:
     def alloc(self, n: int, width: int) -> int:
         if width > self.chars.shape[1]:
             self.chars = np.pad(self.chars, ((0, 0), (0, width - self.chars.shape[1])))
+            self.u = np.pad(self.u, ((0, 0), (0, width - self.u.shape[1])))
         for i, (start, size) in enumerate(self.free):
             if size >= n:
                 self.free[i:i + 1] = [(start + n, size - n)] if size > n else []
                 return start
         old = len(self.length)
         grow = max(old, n)
-        self.chars = np.pad(self.chars, ((0, grow), (0, 0)))
+        self.chars, self.u = np.pad(self.chars, ((0, grow), (0, 0))), np.pad(self.u, ((0, grow), (0, 0)))
         self.length, self.total = np.pad(self.length, (0, grow)), np.pad(self.total, (0, grow))
         self.cut, self.owner = np.pad(self.cut, (0, grow)), np.pad(self.owner, (0, grow))
         self.release(old, grow)
@@ -74,7 +76,6 @@ class Lane:
         self.tail = self.V ** (engine.block_size - 1)
         self.arena = Arena()
         self.key = np.zeros(0, dtype=np.int64)  # context key of each active name
-        self.skey = np.zeros(0, dtype=np.uint64)  # its random stream's key
         self.pos = np.zeros(0, dtype=np.int64)  # characters drawn so far (after the prefix)
         self.limit = np.zeros(0, dtype=np.int64)  # characters it may draw (max_length - prefix)
         self.acc = np.zeros(0)  # its log-probability so far
@@ -102,6 +103,7 @@ class Lane:
         r = job.next_round()
         start = self.arena.alloc(r.n, r.steps)
         self.arena.owner[start:start + r.n] = job.id
+        self.arena.u[start:start + r.n, :r.steps] = sampling.uniforms(r.skeys, r.steps).T  # drawn once per round
         self.rounds[job.id] = (job, start, r.n)
         self.joining.append((r.n, r, start))
 
@@ -129,7 +131,6 @@ class Lane:
             return np.repeat(np.array(values, dtype=dtype), n)
 
         self.key = np.concatenate([self.key, each([r.start_key for r in rs], np.int64)])
-        self.skey = np.concatenate([self.skey, *[r.skeys for r in rs]])
         self.pos = np.concatenate([self.pos, np.zeros(sum(n), np.int64)])
         self.limit = np.concatenate([self.limit, each([r.steps for r in rs], np.int64)])
         self.acc = np.concatenate([self.acc, each([r.base for r in rs], np.float64)])
@@ -140,7 +141,7 @@ class Lane:
         self.plain = self.plain and all(r.temperature == 1.0 and not r.top_k for r in rs)
 
     def _keep(self, keep: np.ndarray) -> None:
-        self.key, self.skey, self.pos, self.limit = self.key[keep], self.skey[keep], self.pos[keep], self.limit[keep]
+        self.key, self.pos, self.limit = self.key[keep], self.pos[keep], self.limit[keep]
         self.acc, self.slot, self.temp, self.topk = self.acc[keep], self.slot[keep], self.temp[keep], self.topk[keep]
         if not self.plain:
             self.plain = bool(((self.temp == 1.0) & (self.topk == 0)).all())
@@ -175,9 +176,9 @@ class Lane:
             cdf = cdf_table[rows]  # (n, V)
         else:
             cdf = sampling.cdf_rows_each(logp[rows], self.temp, self.topk)
-        c = sampling.choose(cdf, sampling.uniforms_at(self.skey, self.pos))  # (n,) character ids
-        self.acc += logp[rows, c]
         arena = self.arena
+        c = sampling.choose(cdf, arena.u[self.slot, self.pos])  # (n,) character ids
+        self.acc += logp[rows, c]
         arena.chars[self.slot, self.pos] = c
         self.pos += 1
         end = (c == 0) | (self.pos >= self.limit)
