@@ -20,6 +20,9 @@ from typing import Any
 import numpy as np
 
 from service import sampling
+from service.logs import get_logger
+
+log = get_logger("scheduler")
 
 STEP_NAMES = 2048  # names (or /score rows) stepped together at most: bounds one step's time and memory
 SMALL_ROUND = 8  # rounds of up to this many names are turned into strings one by one (cheaper than numpy)
@@ -86,9 +89,6 @@ class Lane:
         self.joining: list[tuple] = []
         self.rounds: dict[int, tuple[Any, int, int]] = {}  # job id -> (job, arena start, names left)
         self.scores: list[Any] = []
-
-    def __len__(self) -> int:
-        return len(self.key) + sum(r[0] for r in self.joining) + len(self.scores)
 
     @property
     def idle(self) -> bool:
@@ -269,14 +269,19 @@ class Batch:
             except Exception as e:
                 job.fail(e)
             return [job]
+        finished = []
         while self.waiting and (not self.running or self.running + self.waiting[0].weight <= self.step_names):
             job = self.waiting.popleft()
             lane = self.lanes.get(id(job.engine))
             if lane is None:
                 lane = self.lanes[id(job.engine)] = Lane(job.engine)
-            lane.add(job)
+            try:
+                lane.add(job)  # (a prefix's rows may need the model)
+            except Exception as e:
+                job.fail(e)
+                finished.append(job)
+                continue
             self.running += job.weight
-        finished = []
         for key, lane in list(self.lanes.items()):
             try:
                 done = lane.step()
@@ -352,7 +357,18 @@ class Scheduler:
                 self._wake.clear()
                 await self._wake.wait()
                 await asyncio.sleep(0)  # requests that arrived together join the first step together
-            for job in batch.step():
+            try:
+                finished = batch.step()
+            except Exception as e:  # a bug, not a model error (those fail their lane's jobs): fail everything, keep serving
+                log.exception("scheduler step failed")
+                finished = [*batch.waiting, *[r[0] for lane in batch.lanes.values() for r in lane.rounds.values()],
+                            *[job for lane in batch.lanes.values() for job in lane.scores]]
+                for job in finished:
+                    job.fail(e)
+                batch.waiting.clear()
+                batch.lanes.clear()
+                batch.running = 0
+            for job in finished:
                 if job.future is not None and not job.future.done():
                     job.future.set_result(None)
             await asyncio.sleep(0)  # let the loop read sockets and run handlers between steps

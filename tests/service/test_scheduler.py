@@ -200,3 +200,35 @@ def test_score_in_chunks_equals_score_at_once(engines, loaded_model):
         for v in lp[np.arange(len(name) + 1), engine.encode(name) + [0]].tolist():
             expected += v
         assert s.logprob == expected
+
+
+def test_a_failing_model_fails_its_requests_and_the_scheduler_serves_on(loaded_model):
+    from service.runtime import OnnxRuntime
+
+    class Flaky:
+        def __init__(self, runtime):
+            self.vocab, self.block_size, self.inner, self.broken = runtime.vocab, runtime.block_size, runtime, True
+
+        def run(self, contexts):
+            if self.broken:
+                raise RuntimeError("model failed")
+            return self.inner.run(contexts)
+
+    runtime = Flaky(OnnxRuntime(loaded_model))
+    engine = Engine(loaded_model, cache_rows=0, runtime=runtime)
+
+    async def scenario():
+        scheduler = Scheduler()
+        scheduler.start()
+        try:
+            failed = await asyncio.gather(scheduler.run(GenerateJob(engine, count=20, seed=1)),
+                                          scheduler.run(GenerateJob(engine, count=2, seed=1, prefix="ab")),
+                                          scheduler.run(ScoreJob(engine, ["anna"])), return_exceptions=True)
+            runtime.broken = False
+            return failed, await scheduler.run(GenerateJob(engine, count=20, seed=1))
+        finally:
+            await scheduler.close()
+
+    failed, ok = asyncio.run(scenario())
+    assert [str(e) for e in failed] == ["model failed"] * 3
+    assert ok == engine.generate(count=20, seed=1)
