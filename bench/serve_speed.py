@@ -249,7 +249,8 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=20000)
     ap.add_argument("--names", type=int, default=300, help="names for the one-name loops")
     ap.add_argument("--seconds", type=float, default=3.0, help="per in-process batch measurement")
-    ap.add_argument("--http-seconds", type=int, default=5)
+    ap.add_argument("--http-seconds", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=2, help="HTTP rounds; each figure keeps its best")
     ap.add_argument("--cache-rows", type=int, default=None, help="the engine's cache (default: the service's)")
     ap.add_argument("--no-lecture", action="store_true", help="skip the torch loops (no --run needed)")
     args = ap.parse_args()
@@ -318,16 +319,21 @@ def main() -> None:
             runs = [("/healthz", 16, 0), ("/generate?count=1", 16, 1), ("/generate?count=1", 64, 1),
                     ("/healthz", 64, 0), ("/generate?count=10", 16, 10), ("/generate?count=100", 16, 100),
                     ("/generate?count=1000", 16, 1000), ("/generate?count=1000", 64, 1000)]
-            results = {}
+            results: dict = {}
             print(f"  {'request':24s} {'conns':>5s} {'req/s':>8s} {'names/s':>9s} {'p50 ms':>7s} {'p99 ms':>7s}"
                   f" {'non-2xx':>7s}  {'rows/name':>9s} {'bound names/s':>13s} {'of bound':>8s}  load")
-            for path, conns, count in runs:
+            for round_, (path, conns, count) in [(k, run) for k in range(args.rounds) for run in runs]:
+                # Rounds interleave the configurations (the machine is shared); each keeps its best round.
                 rows_before = model_rows(url)
                 r = wrk(url + path, args.http_seconds, conns, cpu=1, server_pid=proc.pid)
                 names_ok = (r["rps"] - r["non2xx"] / args.http_seconds) * count
                 per = (model_rows(url) - rows_before) / max(names_ok * args.http_seconds, 1) if count else 0
                 cap = 1e6 / (per * unit) if per else float("inf")
-                results[(path, conns)] = dict(r, names=names_ok)
+                best = results.get((path, conns))
+                if best is None or (names_ok > best["names"] if count else r["rps"] > best["rps"]):
+                    results[(path, conns)] = dict(r, names=names_ok)
+                if (path, conns) == runs[0][:2]:
+                    print(f"  round {round_ + 1}")
                 print(f"  {path:24s} {conns:5d} {r['rps']:8,.0f} {names_ok:9,.0f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f}"
                       f" {r['non2xx']:7d}  {per:9.2f} {cap:13,.0f} {names_ok / cap if count else 0:8.0%}"
                       f"  {os.getloadavg()[0]:.1f}")

@@ -17,7 +17,7 @@ from fastapi import HTTPException, Request
 from service.metrics import Metrics
 from service.scheduler import Scheduler
 
-SHED_PAUSE = 0.1  # seconds a refused request waits before its 503
+SHED_PAUSE = 0.25  # seconds a refused request waits before its 503
 WATCH_WEIGHT = 8  # jobs of at least this weight stop when their client goes away (smaller ones end within a few steps)
 
 
