@@ -103,7 +103,6 @@ class Lane:
         r = job.next_round()
         start = self.arena.alloc(r.n, r.steps)
         self.arena.owner[start:start + r.n] = job.id
-        self.arena.u[start:start + r.n, :r.steps] = sampling.uniforms(r.skeys, r.steps).T  # drawn once per round
         self.rounds[job.id] = (job, start, r.n)
         self.joining.append((r.n, r, start))
 
@@ -135,7 +134,12 @@ class Lane:
         self.limit = np.concatenate([self.limit, each([r.steps for r in rs], np.int64)])
         self.acc = np.concatenate([self.acc, each([r.base for r in rs], np.float64)])
         starts = each([p[2] for p in parts], np.int64)
-        self.slot = np.concatenate([self.slot, starts + np.arange(len(starts)) - np.repeat(np.cumsum(n) - n, n)])
+        slots = starts + np.arange(len(starts)) - np.repeat(np.cumsum(n) - n, n)
+        self.slot = np.concatenate([self.slot, slots])
+        # Every joining name's uniforms for all its steps, drawn once here for all of them.
+        steps = max(r.steps for r in rs)
+        skeys = rs[0].skeys if len(rs) == 1 else np.concatenate([r.skeys for r in rs])
+        self.arena.u[slots, :steps] = sampling.uniforms(skeys, steps).T
         self.temp = np.concatenate([self.temp, each([r.temperature for r in rs], np.float64)])
         self.topk = np.concatenate([self.topk, each([r.top_k for r in rs], np.int64)])
         self.plain = self.plain and all(r.temperature == 1.0 and not r.top_k for r in rs)
