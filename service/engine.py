@@ -82,7 +82,7 @@ class Engine:
         self.codepoints = np.array([ord(c) for c in self.vocab], dtype=np.uint32)
         self.rows = ModelRows(runtime, cache_rows)
         self._tail = self.vocab_size ** (self.block_size - 1)
-        self._json_chars = [json.dumps(c) for c in self.vocab]
+        self.json_chars = [json.dumps(c) for c in self.vocab]  # each character as JSON text
 
     def warm(self, max_rows: int | None = None) -> int:
         """Cache the contexts every name starts from (see ModelRows.warm)."""
@@ -329,7 +329,7 @@ class ScoreJob:
     def json_items(self, per_char: bool) -> str:
         """The response's "scores" list as JSON text, written directly: for the largest request a
         dict per character would cost more memory than everything else together."""
-        corpus, chars = self.engine.corpus, self.engine._json_chars
+        corpus, chars = self.engine.corpus, self.engine.json_chars
         totals, parts = self.totals(), []
         for i, name in enumerate(self.names):
             item = (f'{{"name":{json.dumps(name)},"logprob":{json.dumps(totals[i])},'

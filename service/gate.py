@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from service.metrics import Metrics
-from service.scheduler import Scheduler
+from service.scheduler import Job, Scheduler
 
 SHED_PAUSE = 0.25  # seconds a refused request waits before its 503
 WATCH_WEIGHT = 8  # jobs of at least this weight stop when their client goes away (smaller ones end within a few steps)
@@ -45,7 +45,7 @@ class Gate:
         self.requests -= 1
 
 
-async def run_job(request: Request, job: Any) -> Any:
+async def run_job(request: Request, job: Job) -> Any:
     """Admit the job (else 503), run it through the worker's scheduler, and stop it if the client
     disconnects first (then Abandoned)."""
     state = request.app.state
@@ -70,7 +70,7 @@ async def run_job(request: Request, job: Any) -> Any:
         metrics.in_flight.set(gate.requests)
 
 
-async def _watch(request: Request, scheduler: Scheduler, job: Any) -> None:
+async def _watch(request: Request, scheduler: Scheduler, job: Job) -> None:
     """Wait for the client to disconnect (the body is already read), then take the job's names out."""
     while True:
         message = await request.receive()

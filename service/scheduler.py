@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,6 +26,26 @@ log = get_logger("scheduler")
 
 STEP_NAMES = 2048  # names (or /score rows) stepped together at most: bounds one step's time and memory
 SMALL_ROUND = 8  # rounds of up to this many names are turned into strings one by one (cheaper than numpy)
+
+
+class Job(Protocol):
+    """What the scheduler needs of a request (engine.GenerateJob and engine.ScoreJob are the two kinds).
+
+    A "generate" job joins a lane as rounds of names (`next_round`), each round handed back whole
+    (`round_done`); a "score" job gives one chunk of context keys per step (`chunk`) and takes their
+    rows' values (`take`)."""
+
+    kind: str  # "generate" or "score"
+    id: int
+    engine: Any  # the engine (model version) it runs on: one lane per engine
+    weight: int  # names it holds while it runs (the step's room and the gate count these)
+    small: bool  # may run alone, one name at a time, when the batch is otherwise empty
+    done: bool
+    future: Any  # the caller's asyncio future, or None
+
+    def run_alone(self) -> Any: ...
+    def fail(self, error: BaseException) -> None: ...
+    def outcome(self) -> Any: ...
 
 
 class Arena:
@@ -87,8 +107,8 @@ class Lane:
         self.topk = np.zeros(0, dtype=np.int64)  # top_k, 0 for none
         self.plain = True  # every active name samples at temperature 1 without top_k
         self.joining: list[tuple] = []
-        self.rounds: dict[int, tuple[Any, int, int]] = {}  # job id -> (job, arena start, names left)
-        self.scores: list[Any] = []
+        self.rounds: dict[int, tuple[Job, int, int]] = {}  # job id -> (job, arena start, names left)
+        self.scores: list[Job] = []
 
     @property
     def idle(self) -> bool:
@@ -96,7 +116,7 @@ class Lane:
 
     # ---- joining and leaving -------------------------------------------------------------------
 
-    def add(self, job: Any) -> None:
+    def add(self, job: Job) -> None:
         if job.kind == "score":
             self.scores.append(job)
             return
@@ -106,7 +126,7 @@ class Lane:
         self.rounds[job.id] = (job, start, r.n)
         self.joining.append((r.n, r, start))
 
-    def remove(self, job: Any) -> None:
+    def remove(self, job: Job) -> None:
         """Drop a job's names (a cancelled request): they take no further step."""
         if job.kind == "score":
             if job in self.scores:
@@ -152,7 +172,7 @@ class Lane:
 
     # ---- one step ------------------------------------------------------------------------------
 
-    def step(self) -> list[Any]:
+    def step(self) -> list[Job]:
         """Advance every active name by one character and every /score request by one chunk of
         rows; returns the jobs that finished."""
         if self.joining:
@@ -175,7 +195,7 @@ class Lane:
             finished += self._draw(logp, cdf_table, rows[:n])
         return finished
 
-    def _draw(self, logp: np.ndarray, cdf_table: np.ndarray, rows: np.ndarray) -> list[Any]:
+    def _draw(self, logp: np.ndarray, cdf_table: np.ndarray, rows: np.ndarray) -> list[Job]:
         if self.plain:
             cdf = cdf_table[rows]  # (n, V)
         else:
@@ -207,7 +227,7 @@ class Lane:
         self.key = self.key % self.tail * self.V + c
         return finished
 
-    def _round_done(self, job: Any, start: int) -> bool:
+    def _round_done(self, job: Job, start: int) -> bool:
         """A job's names of this round have all ended: hand them over; True when the job is done
         (else its next round joins at the next step)."""
         del self.rounds[job.id]
@@ -243,17 +263,17 @@ class Batch:
     def __init__(self, step_names: int = STEP_NAMES):
         self.step_names = step_names
         self.lanes: dict[int, Lane] = {}
-        self.waiting: deque[Any] = deque()
+        self.waiting: deque[Job] = deque()
         self.running = 0  # weight of the jobs in lanes
 
     @property
     def idle(self) -> bool:
         return not self.waiting and not self.running
 
-    def submit(self, job: Any) -> None:
+    def submit(self, job: Job) -> None:
         self.waiting.append(job)
 
-    def cancel(self, job: Any) -> None:
+    def cancel(self, job: Job) -> None:
         if job in self.waiting:
             self.waiting.remove(job)
             return
@@ -262,7 +282,7 @@ class Batch:
             lane.remove(job)
             self.running -= job.weight
 
-    def step(self) -> list[Any]:
+    def step(self) -> list[Job]:
         """Admit waiting jobs (in order, while the step has room), step every lane; the finished jobs.
         A small job alone in the batch runs to its end at once, one name at a time: with nothing to
         share a step with, plain Python beats numpy calls on tiny arrays."""
@@ -303,7 +323,7 @@ class Batch:
                 del self.lanes[key]
         return finished
 
-    def run(self, job: Any) -> Any:
+    def run(self, job: Job) -> Any:
         """Step until `job` is done (the synchronous path: tests, benchmarks, the self-test)."""
         self.submit(job)
         while not job.done:
@@ -334,7 +354,7 @@ class Scheduler:
             except asyncio.CancelledError:
                 pass
 
-    async def run(self, job: Any) -> Any:
+    async def run(self, job: Job) -> Any:
         """The job's result, once its last name has ended; a cancelled caller's job leaves the batch."""
         if self._task is None:
             self.start()
@@ -348,7 +368,7 @@ class Scheduler:
             raise
         return job.outcome()
 
-    def cancel(self, job: Any, error: BaseException) -> None:
+    def cancel(self, job: Job, error: BaseException) -> None:
         """Take a job's names out of the batch; its caller gets `error`."""
         self.batch.cancel(job)
         if job.future is not None and not job.future.done():
