@@ -16,7 +16,7 @@ import numpy as np
 from service import sampling
 from service.runtime import Runtime
 
-RUN_CHUNK = 4096  # rows per model call: bounds the temporaries of one call
+RUN_CHUNK = 512  # rows per model call: bounds the temporaries of one call (and onnxruntime's arena)
 WARM_CHUNK = 1024  # contexts per model call while warming the cache
 
 
