@@ -125,7 +125,9 @@ class Engine:
         the name is in the training corpus."""
         if not names:
             return []
-        return ScoreJob(self, names).run_alone().scores()
+        job = ScoreJob(self, names)
+        job.run_alone()
+        return job.scores()
 
     # ---- one name at a time -----------------------------------------------------------------------
 
@@ -223,7 +225,7 @@ class GenerateJob:
         self.novel += [True] * len(keep)
         self.done = len(self.names) >= self.count or self.start >= self.limit
 
-    def run_alone(self) -> Generation:
+    def run_alone(self) -> None:
         """Every round one name at a time (a small job with the batch to itself)."""
         engine = self.engine
         while not self.done:
@@ -240,7 +242,6 @@ class GenerateJob:
                 logprobs.append(total)
                 cut.append(not ended)
             self.round_done(names, logprobs, cut)
-        return self.outcome()
 
     def fail(self, error: BaseException) -> None:
         self.error, self.done = error, True
@@ -294,13 +295,12 @@ class ScoreJob:
         self.pos += len(values)
         self.done = self.pos >= len(self.keys)
 
-    def run_alone(self) -> ScoreJob:
+    def run_alone(self) -> None:
         rows = self.engine.rows
         while not self.done:
             keys, targets = self.chunk()
             logp, _, found = rows.lookup(keys)
             self.take(logp[found, targets])
-        return self.outcome()
 
     def fail(self, error: BaseException) -> None:
         self.error, self.done = error, True
