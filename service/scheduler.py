@@ -334,9 +334,9 @@ class Batch:
 class Scheduler:
     """One per worker: steps the worker's Batch on the event loop while any job is in it.
 
-    The step runs on the event loop itself: with one worker per core there is nothing to gain from
-    a thread, and handing each request to one costs more than a small step. Between steps the
-    loop serves sockets, so new requests join and /healthz answers within one step's time."""
+    The step runs on the event loop itself: with one worker per core a thread adds no compute, only
+    a hand-off per request (docs/service.md has the measured costs). Between steps the loop serves
+    sockets, so new requests join and /healthz answers within one step's time."""
 
     def __init__(self, step_names: int = STEP_NAMES):
         self.batch = Batch(step_names)
