@@ -83,6 +83,7 @@ class Engine:
         self.rows = ModelRows(runtime, cache_rows)
         self._tail = self.vocab_size ** (self.block_size - 1)
         self.json_chars = [json.dumps(c) for c in self.vocab]  # each character as JSON text
+        self.json_chars_escaped = any(j != f'"{c}"' for c, j in zip(self.vocab, self.json_chars))
 
     def warm(self, max_rows: int | None = None) -> int:
         """Cache the contexts every name starts from (see ModelRows.warm)."""

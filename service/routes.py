@@ -24,6 +24,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
                                                  "(see Retry-After)"},
 }
 GONE = 499  # the status logged for a request whose client went away (nginx's convention)
+JSON_BOOL = {True: "true", False: "false"}
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,13 @@ async def generate(request: Request) -> Response:
     except Abandoned:
         return Response(status_code=GONE)
     s.metrics.names.inc(len(gen.names))
-    return JSONResponse({
-        "model": {"name": engine.name, "version": engine.version},
-        "seed": seed,
-        "requested": gen.requested,
-        "exhausted": gen.exhausted,
-        "names": [{"name": n, "logprob": lp, "novel": nv, "cut": c}
-                  for n, lp, nv, c in zip(gen.names, gen.logprobs, gen.novel, gen.cut)],
-    })
+    quote = json.dumps if engine.json_chars_escaped else (lambda name: f'"{name}"')
+    items = ",".join([f'{{"name":{quote(n)},"logprob":{lp!r},"novel":{JSON_BOOL[nv]},"cut":{JSON_BOOL[c]}}}'
+                      for n, lp, nv, c in zip(gen.names, gen.logprobs, gen.novel, gen.cut)])
+    # Written as text: half the cost of json.dumps over a dict per name (floats repr the same way).
+    return Response(f'{{"model":{{"name":{json.dumps(engine.name)},"version":{json.dumps(engine.version)}}},'
+                    f'"seed":{seed},"requested":{gen.requested},"exhausted":{JSON_BOOL[gen.exhausted]},'
+                    f'"names":[{items}]}}', media_type="application/json")
 
 
 @router.post("/generate", response_model=GenerateResponse, responses=ERRORS,
