@@ -160,8 +160,12 @@ class ModelRows:
         if miss is None:
             return cache.logp, cache.cdf, rows
         missing = keys[miss]
-        if len(missing) == 1:
-            unique, inverse = missing, np.zeros(1, dtype=np.int64)
+        if len(missing) <= 64:  # a few misses: a dictionary dedupes them faster than np.unique
+            order = dict.fromkeys(missing.tolist())
+            unique = np.fromiter(order, np.int64, len(order))
+            for i, k in enumerate(order):
+                order[k] = i
+            inverse = np.fromiter(map(order.__getitem__, missing.tolist()), np.int64, len(missing))
         else:
             unique, inverse = np.unique(missing, return_inverse=True)
             inverse = inverse.reshape(-1)

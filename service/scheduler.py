@@ -146,15 +146,17 @@ class Lane:
         rs = [p[1] for p in parts]
         n = [r.n for r in rs]
 
+        single = all(k == 1 for k in n)
+
         def each(values, dtype):  # one value per round, repeated for its names
-            return np.repeat(np.array(values, dtype=dtype), n)
+            return np.array(values, dtype=dtype) if single else np.repeat(np.array(values, dtype=dtype), n)
 
         self.key = np.concatenate([self.key, each([r.start_key for r in rs], np.int64)])
         self.pos = np.concatenate([self.pos, np.zeros(sum(n), np.int64)])
         self.limit = np.concatenate([self.limit, each([r.steps for r in rs], np.int64)])
         self.acc = np.concatenate([self.acc, each([r.base for r in rs], np.float64)])
         starts = each([p[2] for p in parts], np.int64)
-        slots = starts + np.arange(len(starts)) - np.repeat(np.cumsum(n) - n, n)
+        slots = starts if single else starts + np.arange(len(starts)) - np.repeat(np.cumsum(n) - n, n)
         self.slot = np.concatenate([self.slot, slots])
         # Every joining name's uniforms for all its steps, drawn once here for all of them.
         steps = max(r.steps for r in rs)
