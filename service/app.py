@@ -10,7 +10,6 @@ import contextlib
 import gc
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,7 +23,9 @@ from service.logs import get_logger, setup_logging
 from service.metrics import Metrics
 from service.protocol import REFUSAL
 from service.reload import ModelState, Reloader
-from service.routes import Gate, router
+from service.gate import Gate
+from service.routes import router
+from service.scheduler import Scheduler
 from service.settings import Settings, get_settings
 from service import web
 
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.model = ModelState()
-    app.state.gate = Gate(settings.max_in_flight)
+    app.state.gate = Gate(settings.max_in_flight * max(settings.max_count, settings.max_score_names))
     app.state.seeds = random.Random(os.urandom(16))  # seeds for requests without one (not secrets)
     app.include_router(router)
     web.install(app)  # the pages for people (/, /model/card) and their headers
@@ -65,7 +66,8 @@ def create_app_from_env() -> FastAPI:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
-    app.state.executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="namegen")
+    app.state.scheduler = Scheduler()
+    app.state.scheduler.start()
     reloader = Reloader(settings, app.state.model, app.state.metrics)
     await asyncio.to_thread(reloader.check)  # the first attempt; a failure leaves /readyz at 503
     gc.freeze()  # what startup built lives on: keep it out of the collector's full passes (tail latency)
@@ -84,7 +86,7 @@ async def lifespan(app: FastAPI):
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await asyncio.to_thread(reloader.close)
-        app.state.executor.shutdown(wait=True)
+        await app.state.scheduler.close()
 
 
 # ---- errors: always {"detail": [{"field", "message", ...}]} ---------------------------------------

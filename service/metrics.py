@@ -27,6 +27,8 @@ class Metrics:
                            ["name", "version"], registry=r)
         self.reloads = Counter("namegen_reloads", "model (re)loads by outcome", ["outcome"], registry=r)
         self.ready = Gauge("namegen_ready", "1 when a validated model is loaded", registry=r)
+        self.model_rows = Gauge("namegen_model_rows", "contexts the served version's model has computed "
+                                "since it was loaded (cache misses)", registry=r)
         for outcome in ("ok", "failed"):
             self.reloads.labels(outcome)
         self._children: dict[tuple[str, str, int], tuple] = {}

@@ -92,3 +92,19 @@ def choose_one(cdf: Sequence[float], u: float, lo: int = 0, size: int | None = N
     size = len(cdf) - lo if size is None else size
     last = lo + size - 1
     return bisect_right(cdf, u * cdf[last], lo, last) - lo
+
+
+def cdf_rows_each(logp: np.ndarray, temperature: np.ndarray, top_k: np.ndarray) -> np.ndarray:
+    """`cdf_rows` with a temperature and a top_k per row (top_k 0: none). Row by row the same
+    operations, so the same numbers: x / 1.0 == x, and top_k's threshold is the same order statistic."""
+    z = logp - logp.max(axis=1, keepdims=True)
+    with np.errstate(over="ignore"):
+        z /= temperature[:, None]
+    k = top_k > 0
+    if k.any():
+        n, size = z.shape
+        kth = np.full(n, -np.inf)
+        kth[k] = np.sort(z[k], axis=1)[np.arange(int(k.sum())), size - top_k[k]]
+        z[z < kth[:, None]] = -np.inf
+    np.exp(z, out=z)
+    return np.cumsum(z, axis=1, out=z)

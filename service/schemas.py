@@ -82,6 +82,8 @@ class ScoreRequest(BaseModel):
 
     names: list[str] = Field(min_length=1, description="names to score (characters from the vocabulary, "
                                                        "no '.', at most NAMEGEN_MAX_LENGTH each)")
+    per_char: bool = Field(True, description="include each character's log-probability (false: totals only, "
+                                             "a much smaller answer)")
 
 
 class CharScore(BaseModel):
@@ -92,8 +94,9 @@ class CharScore(BaseModel):
 class NameScore(BaseModel):
     name: str
     logprob: float = Field(description="sum of per_char: log-probability of the name, end included")
-    per_char: list[CharScore]
     in_corpus: bool
+    per_char: list[CharScore] | None = Field(None, description="each character, then '.'; absent when "
+                                                               "the request set per_char to false")
 
 
 class ScoreResponse(BaseModel):

@@ -269,16 +269,22 @@ def test_unknown_route_is_json_404(client):
     assert r.json()["detail"][0]["message"] == "Not Found"
 
 
-def test_too_many_in_flight_gets_503_with_retry_after(registry, settings_for):
-    with TestClient(create_app(settings_for(registry, max_in_flight=2))) as c:
-        c.app.state.gate.count = 2  # as if two generations were running
-        r = c.post("/generate", json={"count": 1})
+def test_work_beyond_the_budget_gets_503_with_retry_after(registry, settings_for):
+    """The gate counts names, not requests: max_in_flight x max_count names fit, one more does not."""
+    with TestClient(create_app(settings_for(registry, max_in_flight=2, max_count=10, max_score_names=10))) as c:
+        gate = c.app.state.gate
+        assert gate.budget == 20
+        gate.load = 19  # as if 19 names were being generated
+        assert c.post("/generate", json={"count": 1}).status_code == 200
+        r = c.post("/generate", json={"count": 2})
         assert r.status_code == 503
         assert r.headers["retry-after"] == "1"
         assert "busy" in r.json()["detail"][0]["message"]
-        assert metric(c.get("/metrics").text, "namegen_busy_rejections_total") == 1
-        c.app.state.gate.count = 1
-        assert c.post("/generate", json={"count": 1}).status_code == 200
+        assert c.post("/score", json={"names": ["ab", "cd"]}).status_code == 503
+        assert metric(c.get("/metrics").text, "namegen_busy_rejections_total") == 2
+        gate.load = 0
+        assert c.post("/generate", json={"count": 10}).status_code == 200
+        assert gate.load == 0 and gate.requests == 0  # released after each request
 
 
 # ---- readiness and metrics -----------------------------------------------------------------------
@@ -330,3 +336,27 @@ def check_metrics_count_what_was_served(client):
     assert metric(text, "namegen_model_info", name=NAME, version=version) == 1
     assert metric(text, "namegen_reloads_total", outcome="ok") == 1
     assert metric(text, "namegen_ready") == 1
+
+
+# ---- parsing shared by /generate and /score --------------------------------------------------------
+
+def test_generate_get_rejects_a_repeated_query_parameter(client):
+    r = client.get("/generate?count=1000000&count=1")
+    assert r.status_code == 422
+    assert field_errors(r) == {("count", "given more than once")}
+
+
+@pytest.mark.parametrize("body", [b'{"names": ["\xff\xfe"]}', b"[" * 5000 + b"]" * 5000, b'{"names": '])
+def test_score_rejects_bad_json_like_generate(client, body):
+    for route in ("/score", "/generate"):
+        r = client.post(route, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, route
+        assert fields(r) == {"body"}, route
+
+
+def test_score_per_char_false_gives_totals_only(client):
+    full = client.post("/score", json={"names": ["emma", "zqxv"]}).json()["scores"]
+    short = client.post("/score", json={"names": ["emma", "zqxv"], "per_char": False}).json()["scores"]
+    assert [set(s) for s in short] == [{"name", "logprob", "in_corpus"}] * 2
+    assert [s["logprob"] for s in short] == [s["logprob"] for s in full]
+    assert full[0]["logprob"] == pytest.approx(sum(c["logprob"] for c in full[0]["per_char"]), abs=1e-12)

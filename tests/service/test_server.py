@@ -149,12 +149,12 @@ def test_sighup_triggers_a_reload(registry, start_server):
 
 
 def test_sigterm_lets_the_request_in_flight_finish(trained_registry, start_server):
-    # No cache and long names: count=1000 takes a noticeable time, so SIGTERM lands mid-request.
-    server = start_server(trained_registry, CACHE_ROWS="0")
+    # No cache and long names: count=20000 takes a noticeable time (about a second), so SIGTERM lands mid-request.
+    server = start_server(trained_registry, CACHE_ROWS="0", MAX_COUNT="20000")
     result = {}
 
     def slow():
-        r = httpx.post(f"{server.url}/generate", json={"count": 1000, "max_length": 64, "temperature": 10,
+        r = httpx.post(f"{server.url}/generate", json={"count": 20000, "max_length": 64, "temperature": 10,
                                                       "seed": 1}, timeout=60)
         result["status"], result["count"] = r.status_code, len(r.json()["names"])
 
@@ -163,7 +163,7 @@ def test_sigterm_lets_the_request_in_flight_finish(trained_registry, start_serve
     wait_until(lambda: metric(httpx.get(f"{server.url}/metrics").text, "namegen_in_flight") >= 1, interval=0.005)
     server.signal(signal.SIGTERM)
     t.join(60)
-    assert result == {"status": 200, "count": 1000}
+    assert result == {"status": 200, "count": 20000}
     # uvicorn shuts down gracefully, then re-raises the signal: the exit status says "SIGTERM"
     assert server.proc.wait(30) in (0, -signal.SIGTERM)
     assert any(x.get("msg") == "Application shutdown complete." for x in server.logs())

@@ -1,0 +1,97 @@
+"""Request parsing for the model routes: one pydantic validation per request (FastAPI's
+per-parameter machinery costs more than generating a name), then the limits that depend on the
+settings or on the model. Every failure is a RequestValidationError whose items name the field."""
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+from service.engine import Engine
+from service.schemas import GenerateQuery, GenerateRequest, ScoreRequest
+from service.settings import Settings
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def invalid(where: str, field: str | int, message: str, value: Any, *path: str | int) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": (where, *path, field), "msg": message,
+                                    "input": value}])
+
+
+def parse(model: type[M], where: str, *, json: bytes | None = None, query: dict | None = None) -> M:
+    """A JSON body or a query validated in one call; errors carry loc (where, field...) like
+    FastAPI's own (malformed JSON, invalid UTF-8 and too deep nesting included)."""
+    try:
+        return model.model_validate_json(json) if json is not None else model.model_validate(query)
+    except ValidationError as e:
+        raise RequestValidationError([{**err, "loc": (where, *err["loc"])} for err in e.errors()]) from None
+
+
+def query(request: Request) -> dict[str, str]:
+    """The query parameters; a parameter given twice is an error (which value was meant?)."""
+    items = request.query_params.multi_items()
+    params = dict(items)
+    if len(params) != len(items):
+        seen: set[str] = set()
+        for name, value in items:
+            if name in seen:
+                raise invalid("query", name, "given more than once", value)
+            seen.add(name)
+    return params
+
+
+async def generate_request(request: Request) -> tuple[GenerateRequest, str]:
+    """(parameters, where) of POST (JSON body; empty means all defaults) or GET (query)."""
+    if request.method == "GET":
+        return parse(GenerateQuery, "query", query=query(request)), "query"
+    body = await request.body()
+    return (parse(GenerateRequest, "body", json=body) if body.strip() else GenerateRequest()), "body"
+
+
+def check_generate(p: GenerateRequest, where: str, engine: Engine, settings: Settings) -> int:
+    """Limits that depend on settings or on the model; returns the effective max_length."""
+    if p.count > settings.max_count:
+        raise invalid(where, "count", f"must be <= {settings.max_count}", p.count)
+    max_length = p.max_length if p.max_length is not None else min(settings.default_max_length,
+                                                                   settings.max_length)
+    if max_length > settings.max_length:
+        raise invalid(where, "max_length", f"must be <= {settings.max_length}", p.max_length)
+    if p.top_k is not None and p.top_k > engine.vocab_size:
+        raise invalid(where, "top_k", f"must be <= {engine.vocab_size} (the vocabulary size)", p.top_k)
+    bad = sorted({c for c in p.prefix if c not in engine.stoi or c == "."})
+    if bad:
+        raise invalid(where, "prefix", f"characters {''.join(bad)!r} are not in the model's vocabulary "
+                                       f"{engine.vocab[1:]!r}", p.prefix)
+    if len(p.prefix) >= max_length:
+        raise invalid(where, "prefix", f"must be shorter than max_length ({max_length})", p.prefix)
+    return max_length
+
+
+async def score_request(request: Request, engine: Engine, settings: Settings) -> ScoreRequest:
+    """The /score body, parsed like /generate's, and checked against the settings and the vocabulary."""
+    body = parse(ScoreRequest, "body", json=await request.body())
+    if len(body.names) > settings.max_score_names:
+        raise invalid("body", "names", f"at most {settings.max_score_names} names", len(body.names))
+    for i, name in enumerate(body.names):
+        bad = sorted({c for c in name if c not in engine.stoi or c == "."})
+        if bad:
+            raise invalid("body", i, f"characters {''.join(bad)!r} are not in the model's vocabulary "
+                                     f"{engine.vocab[1:]!r}", name, "names")
+        if len(name) > settings.max_length:
+            raise invalid("body", i, f"longer than {settings.max_length} characters", name, "names")
+    return body
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict]:
+    """OpenAPI entries for a model's fields as query parameters."""
+    schema = model.model_json_schema()
+    return [{"name": name, "in": "query", "required": False, "schema": prop,
+             "description": prop.get("description", "")} for name, prop in schema["properties"].items()]
+
+
+def json_body(model: type[BaseModel], required: bool = False) -> dict:
+    """OpenAPI entry for a JSON body of the model."""
+    return {"required": required, "content": {"application/json": {"schema": model.model_json_schema()}}}

@@ -1,0 +1,400 @@
+"""Iteration-level scheduling (continuous batching): every active name of every request in flight
+advances one character per step, together.
+
+A step looks every active context up in the cache at once and makes at most one model call for
+all the misses (per model version being served), then draws one character per name from that
+name's own random stream. Requests join at the next step boundary and leave the moment their last
+name ends; a cancelled request's names leave at the next step. Because each name's randomness is
+a function of (seed, stream index, step) and each context's row is the same whatever batch
+computed it, no result depends on what else was in the batch.
+
+`Batch` is the synchronous core (the engine's own `generate`/`score` step one on their own);
+`Scheduler` drives one per worker from the event loop.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, Protocol
+
+import numpy as np
+
+from service import sampling
+from service.logs import get_logger
+
+log = get_logger("scheduler")
+
+STEP_NAMES = 2048  # names (or /score rows) stepped together at most: bounds one step's time and memory
+SMALL_ROUND = 8  # rounds of up to this many names are turned into strings one by one (cheaper than numpy)
+
+
+class Job(Protocol):
+    """What the scheduler needs of a request (engine.GenerateJob and engine.ScoreJob are the two kinds).
+
+    A "generate" job joins a lane as rounds of names (`next_round`), each round handed back whole
+    (`round_done`); a "score" job gives one chunk of context keys per step (`chunk`) and takes their
+    rows' values (`take`)."""
+
+    kind: str  # "generate" or "score"
+    id: int
+    engine: Any  # the engine (model version) it runs on: one lane per engine
+    weight: int  # names it holds while it runs (the step's room and the gate count these)
+    small: bool  # may run alone, one name at a time, when the batch is otherwise empty
+    done: bool
+    future: Any  # the caller's asyncio future, or None
+
+    def run_alone(self) -> None: ...
+    def fail(self, error: BaseException) -> None: ...
+    def outcome(self) -> Any: ...
+
+
+class Arena:
+    """Per-name result rows (characters drawn, length, log-probability, cut) for the names of one
+    lane; a request's names hold a contiguous range while they run."""
+
+    def __init__(self, rows: int = 256, width: int = 32):
+        self.chars = np.zeros((rows, width), dtype=np.uint16)  # (rows, longest name) character ids
+        self.u = np.zeros((rows, width))  # (rows, longest name) each name's uniform for each step
+        self.length = np.zeros(rows, dtype=np.int64)
+        self.total = np.zeros(rows)
+        self.cut = np.zeros(rows, dtype=bool)
+        self.owner = np.zeros(rows, dtype=np.int64)  # the job id of each row
+        self.free = [(0, rows)]  # sorted (start, length) ranges
+
+    def alloc(self, n: int, width: int) -> int:
+        if width > self.chars.shape[1]:
+            self.chars = np.pad(self.chars, ((0, 0), (0, width - self.chars.shape[1])))
+            self.u = np.pad(self.u, ((0, 0), (0, width - self.u.shape[1])))
+        for i, (start, size) in enumerate(self.free):
+            if size >= n:
+                self.free[i:i + 1] = [(start + n, size - n)] if size > n else []
+                return start
+        old = len(self.length)
+        grow = max(old, n)
+        self.chars, self.u = np.pad(self.chars, ((0, grow), (0, 0))), np.pad(self.u, ((0, grow), (0, 0)))
+        self.length, self.total = np.pad(self.length, (0, grow)), np.pad(self.total, (0, grow))
+        self.cut, self.owner = np.pad(self.cut, (0, grow)), np.pad(self.owner, (0, grow))
+        self.release(old, grow)
+        return self.alloc(n, width)
+
+    def release(self, start: int, n: int) -> None:
+        free = sorted([*self.free, (start, n)])
+        merged = [free[0]]
+        for s, size in free[1:]:
+            last_s, last_size = merged[-1]
+            if last_s + last_size == s:
+                merged[-1] = (last_s, last_size + size)
+            else:
+                merged.append((s, size))
+        self.free = merged
+
+
+class Lane:
+    """The active names of one model version as parallel arrays, one entry per name."""
+
+    def __init__(self, engine: Any):
+        self.engine = engine
+        self.rows = engine.rows
+        self.V = engine.vocab_size
+        self.tail = self.V ** (engine.block_size - 1)
+        self.arena = Arena()
+        self.key = np.zeros(0, dtype=np.int64)  # context key of each active name
+        self.pos = np.zeros(0, dtype=np.int64)  # characters drawn so far (after the prefix)
+        self.limit = np.zeros(0, dtype=np.int64)  # characters it may draw (max_length - prefix)
+        self.acc = np.zeros(0)  # its log-probability so far
+        self.slot = np.zeros(0, dtype=np.int64)  # its arena row
+        self.temp = np.zeros(0)  # temperature
+        self.topk = np.zeros(0, dtype=np.int64)  # top_k, 0 for none
+        self.plain = True  # every active name samples at temperature 1 without top_k
+        self.joining: list[tuple] = []
+        self.rounds: dict[int, tuple[Job, int, int]] = {}  # job id -> (job, arena start, names left)
+        self.scores: list[Job] = []
+
+    @property
+    def idle(self) -> bool:
+        return not self.rounds and not self.scores
+
+    # ---- joining and leaving -------------------------------------------------------------------
+
+    def add(self, job: Job) -> None:
+        if job.kind == "score":
+            self.scores.append(job)
+            return
+        r = job.next_round()
+        start = self.arena.alloc(r.n, r.steps)
+        self.arena.owner[start:start + r.n] = job.id
+        self.rounds[job.id] = (job, start, r.n)
+        self.joining.append((r.n, r, start))
+
+    def remove(self, job: Job) -> None:
+        """Drop a job's names (a cancelled request): they take no further step."""
+        if job.kind == "score":
+            if job in self.scores:
+                self.scores.remove(job)
+            return
+        entry = self.rounds.pop(job.id, None)
+        if entry is None:
+            return
+        start = entry[1]
+        self.joining = [j for j in self.joining if j[2] != start]
+        self._keep(self.arena.owner[self.slot] != job.id)
+        self.arena.release(start, job.round.n)
+
+    def _join(self) -> None:
+        parts = self.joining
+        self.joining = []
+        rs = [p[1] for p in parts]
+        n = [r.n for r in rs]
+
+        single = all(k == 1 for k in n)
+
+        def each(values, dtype):  # one value per round, repeated for its names
+            return np.array(values, dtype=dtype) if single else np.repeat(np.array(values, dtype=dtype), n)
+
+        self.key = np.concatenate([self.key, each([r.start_key for r in rs], np.int64)])
+        self.pos = np.concatenate([self.pos, np.zeros(sum(n), np.int64)])
+        self.limit = np.concatenate([self.limit, each([r.steps for r in rs], np.int64)])
+        self.acc = np.concatenate([self.acc, each([r.base for r in rs], np.float64)])
+        starts = each([p[2] for p in parts], np.int64)
+        slots = starts if single else starts + np.arange(len(starts)) - np.repeat(np.cumsum(n) - n, n)
+        self.slot = np.concatenate([self.slot, slots])
+        # Every joining name's uniforms for all its steps, drawn once here for all of them.
+        steps = max(r.steps for r in rs)
+        skeys = rs[0].skeys if len(rs) == 1 else np.concatenate([r.skeys for r in rs])
+        self.arena.u[slots, :steps] = sampling.uniforms(skeys, steps).T
+        self.temp = np.concatenate([self.temp, each([r.temperature for r in rs], np.float64)])
+        self.topk = np.concatenate([self.topk, each([r.top_k for r in rs], np.int64)])
+        self.plain = self.plain and all(r.temperature == 1.0 and not r.top_k for r in rs)
+
+    def _keep(self, keep: np.ndarray) -> None:
+        self.key, self.pos, self.limit = self.key[keep], self.pos[keep], self.limit[keep]
+        self.acc, self.slot, self.temp, self.topk = self.acc[keep], self.slot[keep], self.temp[keep], self.topk[keep]
+        if not self.plain:
+            self.plain = bool(((self.temp == 1.0) & (self.topk == 0)).all())
+
+    # ---- one step ------------------------------------------------------------------------------
+
+    def step(self) -> list[Job]:
+        """Advance every active name by one character and every /score request by one chunk of
+        rows; returns the jobs that finished."""
+        if self.joining:
+            self._join()
+        n = len(self.key)
+        chunks = [job.chunk() for job in self.scores]
+        keys = np.concatenate([self.key, *[c[0] for c in chunks]]) if chunks else self.key
+        if not len(keys):
+            return []
+        logp, cdf_table, rows = self.rows.lookup(keys)  # one cache lookup, at most one model call
+        finished = []
+        at = n
+        for job, (chunk_keys, targets) in zip(list(self.scores), chunks):
+            job.take(logp[rows[at:at + len(chunk_keys)], targets])
+            at += len(chunk_keys)
+            if job.done:
+                self.scores.remove(job)
+                finished.append(job)
+        if n:
+            finished += self._draw(logp, cdf_table, rows[:n])
+        return finished
+
+    def _draw(self, logp: np.ndarray, cdf_table: np.ndarray, rows: np.ndarray) -> list[Job]:
+        if self.plain:
+            cdf = cdf_table[rows]  # (n, V)
+        else:
+            cdf = sampling.cdf_rows_each(logp[rows], self.temp, self.topk)
+        arena = self.arena
+        c = sampling.choose(cdf, arena.u[self.slot, self.pos])  # (n,) character ids
+        self.acc += logp[rows, c]
+        arena.chars[self.slot, self.pos] = c
+        self.pos += 1
+        end = (c == 0) | (self.pos >= self.limit)
+        finished = []
+        if end.any():
+            slots, stopped = self.slot[end], c[end] == 0
+            arena.length[slots] = self.pos[end] - stopped
+            arena.total[slots] = self.acc[end]
+            arena.cut[slots] = ~stopped
+            counts: dict[int, int] = {}
+            for job_id in arena.owner[slots].tolist():
+                counts[job_id] = counts.get(job_id, 0) + 1
+            for job_id, k in counts.items():
+                job, start, left = self.rounds[job_id]
+                if left > k:
+                    self.rounds[job_id] = (job, start, left - k)
+                elif self._round_done(job, start):
+                    finished.append(job)
+            keep = ~end
+            c = c[keep]
+            self._keep(keep)
+        self.key = self.key % self.tail * self.V + c
+        return finished
+
+    def _round_done(self, job: Job, start: int) -> bool:
+        """A job's names of this round have all ended: hand them over; True when the job is done
+        (else its next round joins at the next step)."""
+        del self.rounds[job.id]
+        n = job.round.n
+        a = self.arena
+        if n <= SMALL_ROUND:
+            vocab = self.engine.vocab
+            names = ["".join([vocab[c] for c in a.chars[i, :a.length[i]].tolist()]) for i in range(start, start + n)]
+        else:
+            names = self._names(start, n)
+        job.round_done(names, a.total[start:start + n].tolist(), a.cut[start:start + n].tolist())
+        a.release(start, n)
+        if job.done:
+            return True
+        self.add(job)
+        return False
+
+    def _names(self, start: int, n: int) -> list[str]:
+        a = self.arena
+        lengths = a.length[start:start + n]
+        width = int(lengths.max()) + 1
+        # Names as one string: each name's characters then a newline (never in a vocabulary).
+        codes = np.empty((n, width), dtype=np.uint32)
+        codes[:, :width - 1] = self.engine.codepoints[a.chars[start:start + n, :width - 1]]
+        codes[np.arange(n), lengths] = ord("\n")
+        text = codes[np.arange(width) <= lengths[:, None]].tobytes().decode("utf-32-le")
+        return text.split("\n")[:-1]
+
+
+class Batch:
+    """Jobs waiting and running, stepped together; one lane per model version."""
+
+    def __init__(self, step_names: int = STEP_NAMES):
+        self.step_names = step_names
+        self.lanes: dict[int, Lane] = {}
+        self.waiting: deque[Job] = deque()
+        self.running = 0  # weight of the jobs in lanes
+
+    @property
+    def idle(self) -> bool:
+        return not self.waiting and not self.running
+
+    def submit(self, job: Job) -> None:
+        self.waiting.append(job)
+
+    def cancel(self, job: Job) -> None:
+        if job in self.waiting:
+            self.waiting.remove(job)
+            return
+        lane = self.lanes.get(id(job.engine))
+        if lane is not None and (job.id in lane.rounds or job in lane.scores):
+            lane.remove(job)
+            self.running -= job.weight
+
+    def step(self) -> list[Job]:
+        """Admit waiting jobs (in order, while the step has room), step every lane; the finished jobs.
+        A small job alone in the batch runs to its end at once, one name at a time: with nothing to
+        share a step with, plain Python beats numpy calls on tiny arrays."""
+        if not self.lanes and len(self.waiting) == 1 and self.waiting[0].small:
+            job = self.waiting.popleft()
+            try:
+                job.run_alone()
+            except Exception as e:
+                job.fail(e)
+            return [job]
+        finished = []
+        while self.waiting and (not self.running or self.running + self.waiting[0].weight <= self.step_names):
+            job = self.waiting.popleft()
+            lane = self.lanes.get(id(job.engine))
+            if lane is None:
+                lane = self.lanes[id(job.engine)] = Lane(job.engine)
+            try:
+                lane.add(job)  # (a prefix's rows may need the model)
+            except Exception as e:
+                job.fail(e)
+                finished.append(job)
+                continue
+            self.running += job.weight
+        for key, lane in list(self.lanes.items()):
+            try:
+                done = lane.step()
+            except Exception as e:  # e.g. the model failed: every job of this lane fails with it
+                for job in [r[0] for r in lane.rounds.values()] + lane.scores:
+                    job.fail(e)
+                    finished.append(job)
+                    self.running -= job.weight
+                del self.lanes[key]
+                continue
+            for job in done:
+                self.running -= job.weight
+            finished += done
+            if lane.idle:
+                del self.lanes[key]
+        return finished
+
+    def run(self, job: Job) -> Any:
+        """Step until `job` is done (the synchronous path: tests, benchmarks, the self-test)."""
+        self.submit(job)
+        while not job.done:
+            self.step()
+        return job.outcome()
+
+
+class Scheduler:
+    """One per worker: steps the worker's Batch on the event loop while any job is in it.
+
+    The step runs on the event loop itself: with one worker per core a thread adds no compute, only
+    a hand-off per request (docs/service.md has the measured costs). Between steps the loop serves
+    sockets, so new requests join and /healthz answers within one step's time."""
+
+    def __init__(self, step_names: int = STEP_NAMES):
+        self.batch = Batch(step_names)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="namegen-scheduler")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def run(self, job: Job) -> Any:
+        """The job's result, once its last name has ended; a cancelled caller's job leaves the batch."""
+        if self._task is None:
+            self.start()
+        job.future = asyncio.get_running_loop().create_future()
+        self.batch.submit(job)
+        self._wake.set()
+        try:
+            await job.future
+        except asyncio.CancelledError:
+            self.batch.cancel(job)
+            raise
+        return job.outcome()
+
+    def cancel(self, job: Job, error: BaseException) -> None:
+        """Take a job's names out of the batch; its caller gets `error`."""
+        self.batch.cancel(job)
+        if job.future is not None and not job.future.done():
+            job.future.set_exception(error)
+
+    async def _loop(self) -> None:
+        batch = self.batch
+        while True:
+            if batch.idle:
+                self._wake.clear()
+                await self._wake.wait()
+                await asyncio.sleep(0)  # requests that arrived together join the first step together
+            try:
+                finished = batch.step()
+            except Exception as e:  # a bug, not a model error (those fail their lane's jobs): fail everything, keep serving
+                log.exception("scheduler step failed")
+                finished = [*batch.waiting, *[r[0] for lane in batch.lanes.values() for r in lane.rounds.values()],
+                            *[job for lane in batch.lanes.values() for job in lane.scores]]
+                for job in finished:
+                    job.fail(e)
+                batch.waiting.clear()
+                batch.lanes.clear()
+                batch.running = 0
+            for job in finished:
+                if job.future is not None and not job.future.done():
+                    job.future.set_result(None)
+            await asyncio.sleep(0)  # let the loop read sockets and run handlers between steps

@@ -1,0 +1,39 @@
+"""The context cache: exact rows, and what a full dictionary cache keeps when it starts afresh."""
+import numpy as np
+
+from service.cache import DictCache, ModelRows
+from service.runtime import OnnxRuntime
+
+
+def rows_for(keys, vocab=4):
+    logp = np.array([[k, -k, 0.5, 1.0] for k in keys], dtype=np.float64)[:, :vocab]
+    return logp, np.cumsum(np.exp(logp), axis=1)
+
+
+def test_a_renewed_cache_keeps_the_warm_rows_and_the_rows_found_again():
+    cache = DictCache(8, 4)
+    cache.insert(np.array([10, 11]), *rows_for([10, 11]))
+    cache.keep = 2  # as after warm()
+    cache.insert(np.array([20, 21, 22, 23, 24, 25]), *rows_for([20, 21, 22, 23, 24, 25]))
+    rows, miss = cache.find(np.array([22, 25, 99]))
+    assert miss.tolist() == [False, False, True]
+    assert cache.insert(np.array([99]), *rows_for([99])) is None  # full
+    new = cache.fresh()
+    assert sorted(new.slots) == [10, 11, 22, 25]
+    assert new.keep == 2
+    for key in (10, 11, 22, 25):
+        assert new.logp[new.slots[key]].tolist() == rows_for([key])[0][0].tolist()
+    assert new.insert(np.array([99]), *rows_for([99])).tolist() == [4]
+
+
+def test_lookups_through_renewals_give_the_rows_the_model_gives(loaded_model):
+    runtime = OnnxRuntime(loaded_model)
+    small, none = ModelRows(runtime, cache_rows=64), ModelRows(runtime, cache_rows=0)
+    rng = np.random.default_rng(0)
+    for _ in range(30):  # about 40 new contexts each time: the 64-row cache renews itself often
+        keys = rng.integers(0, 27 ** 3, 50)
+        keys[:10] = 5  # some contexts come back
+        logp, cdf, rows = small.lookup(keys)
+        ref_logp, ref_cdf, ref_rows = none.lookup(keys)
+        assert np.array_equal(logp[rows], ref_logp[ref_rows])
+        assert np.array_equal(cdf[rows], ref_cdf[ref_rows])
