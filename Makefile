@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 TAG ?= $(shell docker/image-tag)
 
-.PHONY: serve test chromium reliability default-model lock images docker-start docker-stop deploy-test clean
+.PHONY: serve test chromium reliability default-model lock images docker-start docker-stop deploy-test k8s-tag clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,11 @@ docker-stop:
 images:
 	docker/build-images $(TAG)
 	echo "NAMEGEN_TAG=$(TAG)" > .env
+
+# Point deploy/k8s/ at the images of this checkout (after `make images` and pushing them).
+k8s-tag:
+	sed -i -E 's#(image: namegen-(api|trainer)):[^ ]+#\1:$(TAG)#' deploy/k8s/*.yaml
+	grep -n 'image: namegen' deploy/k8s/*.yaml
 
 # Builds the images and runs the compose stack for real (root; ../shared beside the clone). See docs/deploy.md.
 deploy-test:

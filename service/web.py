@@ -122,7 +122,7 @@ async def playground(request: Request) -> HTMLResponse:
         temperature_default=temperature["default"],
         top_k_min=top_k["min"], top_k_max=len(manifest.vocab) if manifest else "",
         max_length_min=max_length["min"], max_length_max=settings.max_length,
-        max_length_default=min(settings.default_max_length, settings.max_length),  # as routes.check_generate
+        max_length_default=min(settings.default_max_length, settings.max_length),  # as parsing.check_generate
         vocab=escape(manifest.vocab[1:]) if manifest else "",
         **{f"help_{f}": _help(f) for f in GenerateRequest.model_fields})
     return page("namegen playground", body)

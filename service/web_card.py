@@ -101,8 +101,7 @@ def _teacher(m: Manifest) -> str:
     return _section("teacher", "Teacher", "<p>Distilled from another model:</p>" + _table([
         ("name", _text(t.get("name"))), ("version", _text(t.get("version"))),
         ("val loss", _loss(t.get("val"), "teacher.val")), ("members", _text(t.get("members"))),
-        ("source", _text(t.get("source"))),
-    ], "teacher-table"))
+    ], "teacher-table"))  # not its source: a path on the training machine is none of a visitor's business
 
 
 def _loss(v, key: str) -> str:
@@ -189,5 +188,5 @@ def _plots(m: Manifest, catalog: dict[str, ReportFile]) -> str:
 
 
 def _training(m: Manifest) -> str:
-    return _section("training", "Training recipe", _table([(k, _text(v)) for k, v in m.training.items()],
-                                                          "training-table"))
+    shown = [(k, _text(v)) for k, v in m.training.items() if k != "teacher"]  # the Teacher section says it
+    return _section("training", "Training recipe", _table(shown, "training-table"))

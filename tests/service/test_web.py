@@ -107,9 +107,12 @@ def test_card_names_the_teacher_of_a_distilled_student(loaded_model):
     from service.web_card import render_card
 
     m = Manifest.from_dict({**loaded_model.manifest.to_dict(), "teacher": {
-        "name": "names", "version": "20261125T133006Z-72d274", "val": 1.9631, "members": 2, "source": "models"}})
+        "name": "names", "version": "20261125T133006Z-72d274", "val": 1.9631, "members": 2,
+        "source": "/srv/runs/secret-teacher"}, "training": {**loaded_model.manifest.training,
+                                                            "teacher": "/srv/runs/secret-teacher"}})
     parts = PageParts(render_card(m, {}))
     assert "Distilled from" in parts.text and "20261125T133006Z-72d274" in parts.text
+    assert "/srv/runs" not in render_card(m, {})  # a training machine's paths never reach a visitor
     assert parts.metrics["teacher.val"] == 1.9631
     plain = PageParts(render_card(loaded_model.manifest, {}))
     assert "None: trained from the corpus alone" in plain.text and "teacher.val" not in plain.metrics
