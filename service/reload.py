@@ -144,10 +144,7 @@ class Reloader:
     def _load(self, version: str) -> Engine:
         s = self.settings
         path = version_path(s.model_dir, s.model_name, version)
-        model = load_version(path, threads=1)
-        if (model.name, model.version) != (s.model_name, version):
-            raise ArtifactError(f"{path}: manifest says {model.name}/{model.version}, "
-                                f"expected {s.model_name}/{version}")
+        model = load_version(path, threads=1, expect=(s.model_name, version))
         engine = Engine(model, cache_rows=s.cache_rows)
         self_test(engine)
         return engine

@@ -12,14 +12,14 @@ from PIL import Image
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from training.rundir import DIAGNOSTICS, PLOTS  # noqa: E402
+from training.rundir import DIAGNOSTICS, PLOTS, read_json  # noqa: E402
 
 
 def write_run_plots(run_dir: str | Path) -> None:
     """A run directory's plots/ from its diagnostics.json: one set per member when it has members.
     The folder is replaced: publish ships all of it, so no stale figure may stay."""
     run_dir = Path(run_dir)
-    report = json.loads((run_dir / DIAGNOSTICS).read_text())
+    report = read_json(run_dir / DIAGNOSTICS)
     shutil.rmtree(run_dir / PLOTS, ignore_errors=True)
     if "members" in report:
         for k, member_report in enumerate(report["members"]):

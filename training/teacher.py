@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from artifact.layout import POINTER, current_version
+from artifact.manifest import MANIFEST_FILE
 from training import rundir
 from training.config import ConfigError
 from training.data import Splits, build_examples
@@ -31,11 +33,9 @@ class Teacher:
 
 def load_teacher(source: str | Path, splits: Splits, data_info: dict, threads: int = 1) -> Teacher:
     path = Path(source)
-    if (path / "CURRENT").is_file():
-        from artifact.registry import current_version
-
+    if (path / POINTER).is_file():
         path = path / current_version(path.parent, path.name)
-    if (path / "manifest.json").is_file():
+    if (path / MANIFEST_FILE).is_file():
         return _from_version(path, splits, data_info, threads)
     if (path / rundir.MODEL).is_file():
         return _from_run(path, splits, data_info)
