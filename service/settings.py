@@ -22,8 +22,9 @@ class Settings(BaseSettings):
     max_length: int = Field(64, ge=2, description="upper bound of `max_length` per request")
     default_max_length: int = Field(32, ge=2)
     max_score_names: int = Field(1000, ge=1, description="upper bound of names per /score request")
-    max_in_flight: int = Field(16, ge=1, description="generations in flight per worker before 503")
-    threads: int = Field(2, ge=1, description="worker threads per process for the CPU work")
+    max_in_flight: int = Field(16, ge=1, description="sets the work budget per worker: max_in_flight x the "
+                                                     "largest request (max(max_count, max_score_names) names); "
+                                                     "work beyond it gets 503")
     max_body_bytes: int = Field(64 * 1024, ge=256, description="larger request bodies get 413")
     reload_interval: float = Field(5.0, ge=0, description="seconds between CURRENT checks; 0 = off")
     cache_rows: int = Field(8192, ge=0, description="contexts kept in the log-probability cache (each row costs about 0.4 KB per worker)")

@@ -1,7 +1,9 @@
 """Faults under load: bad versions published, publishes killed at random moments, SIGTERM with
 requests in flight, a worker killed. No request is lost but the one in flight on a killed worker."""
+import json
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -109,15 +111,35 @@ def test_publish_killed_at_every_stage_and_random_moments_leaves_a_consistent_re
     figure("faults: requests during the killed publishes, failed", f"{len(results)}, {len(load.failures())}")
 
 
+def held_posts(url: str, path: str, bodies: list[bytes]) -> list[socket.socket]:
+    """One connection per body, each request sent but for its last byte: the server holds them all."""
+    host, port = url.removeprefix("http://").split(":")
+    socks = []
+    for body in bodies:
+        s = socket.create_connection((host, int(port)), timeout=120)
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:-1])
+        socks.append(s)
+    return socks
+
+
+def status_of(s: socket.socket) -> int:
+    """The status of the response on a closing connection (read to its end)."""
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    return int(data.split(b" ", 2)[1])
+
+
 def test_sigterm_with_requests_in_flight_lets_every_one_finish(registry, start_server, figure):
     server = start_server(registry, cache_rows=0)  # no cache: each request takes a noticeable time
-    body = {"count": 500, "max_length": 64, "temperature": 10, "seed": 1}
-
-    def post(i):
-        return httpx.post(f"{server.url}/generate", json={**body, "seed": i}, timeout=120).status_code
-
+    bodies = [json.dumps({"count": 500, "max_length": 64, "temperature": 10, "seed": i}).encode() for i in range(8)]
+    socks = held_posts(server.url, "/generate", bodies)
+    for s in socks:  # the last bytes together: all 8 are admitted before the first one can finish
+        s.sendall(bodies[0][-1:])
     with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(post, i) for i in range(8)]
+        futures = [pool.submit(status_of, s) for s in socks]
         in_flight = wait_until(lambda: (n := metric(httpx.get(f"{server.url}/metrics").text,
                                                      "namegen_in_flight")) >= 8 and n, timeout=30, interval=0.01)
         server.signal(signal.SIGTERM)

@@ -188,7 +188,7 @@ def test_several_workers_give_the_same_names(trained_registry, start_server):
 
 
 def test_requests_beyond_max_in_flight_get_503_not_a_queue(trained_registry, start_server):
-    server = start_server(trained_registry, CACHE_ROWS="0", MAX_IN_FLIGHT="1", THREADS="1")
+    server = start_server(trained_registry, CACHE_ROWS="0", MAX_IN_FLIGHT="1")
     body = {"count": 1000, "max_length": 64, "temperature": 10, "seed": 1}
     statuses, retry_after = [], []
 
