@@ -24,7 +24,7 @@ from service.scheduler import Batch
 
 SCALAR_MAX = 4  # a generation of up to this many names with the batch to itself runs one name at a time
 NOVEL_FACTOR = 20  # novel_only tries at most this many streams per requested name
-SCORE_CHUNK = 512  # /score rows (characters, ends included) per step: bounds a request's memory (one model call)
+SCORE_CHUNK = 256  # /score rows (characters, ends included) per step: bounds a request's memory
 SCORE_PIECE = 50  # /score names per piece of the streamed answer: bounds the answer text that exists at once
 
 _job_ids = itertools.count(1)
@@ -268,7 +268,9 @@ class ScoreJob:
     def __init__(self, engine: Engine, names: list[str]):
         self.id = next(_job_ids)
         self.engine, self.names = engine, names
-        self.targets = self._ids("".join(n + "." for n in names))  # (rows,) the character each row predicts
+        text, stoi = "".join(n + "." for n in names), engine.stoi
+        # (rows,) the character each row predicts, in the smallest type that holds the vocabulary
+        self.targets = np.fromiter(map(stoi.__getitem__, text), np.min_scalar_type(len(stoi) - 1), len(text))
         rows_per_name = np.array([len(n) + 1 for n in names], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(rows_per_name)])  # name i: rows offsets[i]:offsets[i+1]
         self.picked = np.empty(len(self.targets))  # (rows,) log-probability of each target
@@ -277,10 +279,6 @@ class ScoreJob:
         self.done = False
         self.error: BaseException | None = None
         self.future = None
-
-    def _ids(self, text: str) -> np.ndarray:
-        stoi = self.engine.stoi
-        return np.fromiter(map(stoi.__getitem__, text), np.int64, len(text))
 
     def chunk(self) -> tuple[np.ndarray, np.ndarray]:
         """The next SCORE_CHUNK rows: (context keys, targets). A row's context is the block_size
