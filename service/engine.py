@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,8 @@ from service.scheduler import Batch
 
 SCALAR_MAX = 4  # a generation of up to this many names with the batch to itself runs one name at a time
 NOVEL_FACTOR = 20  # novel_only tries at most this many streams per requested name
-SCORE_CHUNK = 2048  # /score rows (characters, ends included) per step: bounds a request's memory
+SCORE_CHUNK = 256  # /score rows (characters, ends included) per step: bounds a request's memory
+SCORE_PIECE = 50  # /score names per piece of the streamed answer: bounds the answer text that exists at once
 
 _job_ids = itertools.count(1)
 
@@ -256,7 +258,9 @@ class GenerateJob:
 
 class ScoreJob:
     """One /score request: the rows of every name's contexts (each character, then the end),
-    looked up SCORE_CHUNK rows per step, so its memory is bounded whatever the request."""
+    looked up SCORE_CHUNK rows per step, so its memory is bounded whatever the request. A job holds
+    three numbers per row (the character it predicts, its value, and the name offsets); each chunk's
+    context keys are made when the chunk is stepped, never (rows, block_size) at once."""
 
     kind = "score"
     small = False
@@ -264,37 +268,35 @@ class ScoreJob:
     def __init__(self, engine: Engine, names: list[str]):
         self.id = next(_job_ids)
         self.engine, self.names = engine, names
-        bs = engine.block_size
-        lengths = np.array([len(n) for n in names], dtype=np.int64)
-        # Each name as '.' * block_size + name; its contexts are the windows starting at its first
-        # len(name) + 1 positions, and their targets are the name's characters then '.'.
-        padded = self._ids("".join("." * bs + n for n in names) + "." * bs)
-        starts = np.concatenate([[0], np.cumsum(lengths + bs)[:-1]])
-        rows_per_name = lengths + 1
+        text, stoi = "".join(n + "." for n in names), engine.stoi
+        # (rows,) the character each row predicts, in the smallest type that holds the vocabulary
+        self.targets = np.fromiter(map(stoi.__getitem__, text), np.min_scalar_type(len(stoi) - 1), len(text))
+        rows_per_name = np.array([len(n) + 1 for n in names], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(rows_per_name)])  # name i: rows offsets[i]:offsets[i+1]
-        positions = np.repeat(starts - self.offsets[:-1], rows_per_name) + np.arange(self.offsets[-1])
-        windows = np.lib.stride_tricks.sliding_window_view(padded, bs)
-        self.keys = windows[positions] @ engine.rows.powers  # (rows,) int64 context keys
-        self.targets = self._ids("".join(n + "." for n in names))  # (rows,) the character each row predicts
-        self.picked = np.empty(len(self.keys))  # (rows,) log-probability of each target
+        self.picked = np.empty(len(self.targets))  # (rows,) log-probability of each target
         self.pos = 0
         self.weight = len(names)
         self.done = False
         self.error: BaseException | None = None
         self.future = None
 
-    def _ids(self, text: str) -> np.ndarray:
-        stoi = self.engine.stoi
-        return np.fromiter(map(stoi.__getitem__, text), np.int64, len(text))
-
     def chunk(self) -> tuple[np.ndarray, np.ndarray]:
-        end = self.pos + SCORE_CHUNK
-        return self.keys[self.pos:end], self.targets[self.pos:end]
+        """The next SCORE_CHUNK rows: (context keys, targets). A row's context is the block_size
+        characters of its name before it ('.' = 0 before the name's start), which are the targets
+        of the rows just before it in the same name: its key adds them, the nearest one last."""
+        lo, hi = self.pos, min(self.pos + SCORE_CHUNK, len(self.targets))
+        rows = np.arange(lo, hi)  # (n,)
+        depth = rows - self.offsets[np.searchsorted(self.offsets, rows, side="right") - 1]  # (n,) row in its name
+        keys = np.zeros(hi - lo, dtype=np.int64)  # (n,)
+        powers = self.engine.rows.powers  # (block_size,) vocab ** (block_size - 1 ... 0)
+        for back in range(1, min(len(powers), int(depth.max(initial=0))) + 1):
+            keys += np.where(depth >= back, self.targets[np.maximum(rows - back, 0)], 0) * powers[-back]
+        return keys, self.targets[lo:hi]
 
     def take(self, values: np.ndarray) -> None:
         self.picked[self.pos:self.pos + len(values)] = values
         self.pos += len(values)
-        self.done = self.pos >= len(self.keys)
+        self.done = self.pos >= len(self.targets)
 
     def run_alone(self) -> None:
         rows = self.engine.rows
@@ -311,12 +313,16 @@ class ScoreJob:
             raise self.error
         return self
 
-    def totals(self) -> list[float]:
-        """Each name's sum, added left to right (zero padding after a name's end adds nothing)."""
-        lengths = np.diff(self.offsets)
-        table = np.zeros((len(self.names), int(lengths.max())))
-        table[np.repeat(np.arange(len(self.names)), lengths),
-              np.arange(self.offsets[-1]) - np.repeat(self.offsets[:-1], lengths)] = self.picked
+    def totals(self, first: int = 0, last: int | None = None) -> list[float]:
+        """The sums of names first:last, each added left to right: a row of a table as wide as the
+        request's longest name (the zero padding after a name's end adds nothing)."""
+        last = len(self.names) if last is None else last
+        width = int(np.diff(self.offsets).max())
+        lo, hi = int(self.offsets[first]), int(self.offsets[last])
+        lengths = np.diff(self.offsets[first:last + 1])
+        table = np.zeros((last - first, width))  # (names, width)
+        table[np.repeat(np.arange(last - first), lengths),
+              np.arange(hi - lo) - np.repeat(self.offsets[first:last] - lo, lengths)] = self.picked[lo:hi]
         return np.cumsum(table, axis=1)[:, -1].tolist()
 
     def scores(self) -> list[Score]:
@@ -327,18 +333,25 @@ class ScoreJob:
             out.append(Score(name, total, list(zip(name + ".", values)), name in corpus))
         return out
 
-    def json_items(self, per_char: bool) -> str:
-        """The response's "scores" list as JSON text, written directly: for the largest request a
-        dict per character would cost more memory than everything else together."""
+    def json_pieces(self, per_char: bool) -> Iterator[str]:
+        """The response's "scores" list as JSON text in pieces of SCORE_PIECE names, for streaming:
+        the whole answer and its intermediates never exist at once. Written directly: for the
+        largest request a dict per character would cost more memory than everything else together."""
         corpus, chars = self.engine.corpus, self.engine.json_chars
-        totals, parts = self.totals(), []
-        for i, name in enumerate(self.names):
-            item = (f'{{"name":{json.dumps(name)},"logprob":{json.dumps(totals[i])},'
-                    f'"in_corpus":{"true" if name in corpus else "false"}')
-            if per_char:
-                lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
-                item += ',"per_char":[' + ",".join(
-                    f'{{"char":{chars[t]},"logprob":{json.dumps(v)}}}'
-                    for t, v in zip(self.targets[lo:hi].tolist(), self.picked[lo:hi].tolist())) + "]"
-            parts.append(item + "}")
-        return "[" + ",".join(parts) + "]"
+        if not self.names:
+            yield "[]"
+            return
+        for first in range(0, len(self.names), SCORE_PIECE):
+            last = min(first + SCORE_PIECE, len(self.names))
+            parts = []
+            for i, total in zip(range(first, last), self.totals(first, last)):
+                name = self.names[i]
+                item = (f'{{"name":{json.dumps(name)},"logprob":{json.dumps(total)},'
+                        f'"in_corpus":{"true" if name in corpus else "false"}')
+                if per_char:
+                    lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+                    item += ',"per_char":[' + ",".join(
+                        f'{{"char":{chars[t]},"logprob":{json.dumps(v)}}}'
+                        for t, v in zip(self.targets[lo:hi].tolist(), self.picked[lo:hi].tolist())) + "]"
+                parts.append(item + "}")
+            yield ("[" if first == 0 else ",") + ",".join(parts) + ("]" if last == len(self.names) else "")

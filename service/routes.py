@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.engine import Engine, GenerateJob, ScoreJob
@@ -98,9 +98,14 @@ async def score(request: Request) -> Response:
     except Abandoned:
         return Response(status_code=GONE)
     s.metrics.scored.inc(len(body.names))
-    text = (f'{{"model":{{"name":{json.dumps(engine.name)},"version":{json.dumps(engine.version)}}},'
-            f'"scores":{job.json_items(body.per_char)}}}')
-    return Response(text, media_type="application/json")
+    head = f'{{"model":{{"name":{json.dumps(engine.name)},"version":{json.dumps(engine.version)}}},"scores":'
+
+    async def answer():  # streamed a piece at a time, each written on the event loop when sent
+        yield head.encode()
+        for piece in job.json_pieces(body.per_char):
+            yield piece.encode()
+        yield b"}"
+    return StreamingResponse(answer(), media_type="application/json")
 
 
 @router.get("/healthz", summary="The process is alive")

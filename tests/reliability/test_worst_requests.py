@@ -9,7 +9,8 @@ increment) is reported beside it: that increment is mostly a one-off per worker 
 filling up to NAMEGEN_CACHE_ROWS and renewed, the heap's high-water mark of the transients that
 one request's parsing and answer writing make on the event loop, one request at a time), so for
 /score the sweep below measures what each further request in flight adds, and bounds that by what
-a request holds between admission and its answer: its encoded rows and its answer."""
+a request holds between admission and its answer: its encoded rows and its answer (streamed in
+pieces, so at most its whole text)."""
 import json
 import random
 import re
@@ -25,7 +26,8 @@ MAX_IN_FLIGHT = 16  # the default NAMEGEN_MAX_IN_FLIGHT
 MAX_BODY = 65536  # the default NAMEGEN_MAX_BODY_BYTES
 CPU_BOUND = 5.0  # seconds of CPU for one worst request, on a shared 2-core machine
 SWEEP = (1, 2, 4, 8, 16)  # worst /score requests at once, each on a fresh worker
-ROW_BYTES = 24  # what a /score request holds per row while in flight: int64 key, int64 target, float64 value
+ROW_BYTES = 9  # what a /score request holds per row while in flight: its target (1 byte) and value (float64);
+# the context keys exist one chunk (SCORE_CHUNK rows) at a time
 
 
 def pod_memory_limit_mb() -> float:
@@ -107,7 +109,7 @@ def test_worst_score_costs_each_further_request_in_flight_at_most_what_it_holds(
     """The worst /score N at once, each N on a fresh worker: the first one's increment over the idle
     worker is not repeated (a second one alone on the same worker hardly raises its peak; whether
     the allocator kept the memory or returned it in between), and the increment grows with N
-    by no more than what one request holds in flight (its rows, 24 bytes each, and its answer;
+    by no more than what one request holds in flight (its rows, 9 bytes each, and its answer;
     parsing and answer writing run one request at a time on the event loop). So the bound is the
     first increment, once, plus MAX_IN_FLIGHT x that holding, and it must fit the pod."""
     method, path, content = WORST[SCORE]

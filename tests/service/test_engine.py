@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from service import sampling
-from service.engine import Engine
+from service import engine as engine_module
+from service.engine import Engine, ScoreJob
 
 
 def reference_name(model, seed, index, temperature=1.0, top_k=None, prefix="", max_length=32):
@@ -129,6 +130,26 @@ def test_logprob_equals_score_of_the_name(engine):
             assert s.logprob == pytest.approx(lp, abs=1e-12)
         assert s.per_char[-1][0] == "."
         assert "".join(c for c, _ in s.per_char) == name + "."
+
+
+def test_score_job_chunk_keys_are_each_characters_context(engine, monkeypatch):
+    """Keys made chunk by chunk from the names' ids equal the '.'-padded windows' keys, also where
+    a chunk boundary falls inside a name and for names shorter and longer than block_size."""
+    monkeypatch.setattr(engine_module, "SCORE_CHUNK", 7)
+    names = ["", "a", "emma", "x" * 64, "abcdefghijklm", "zq"]
+    bs = engine.block_size
+    expected = np.concatenate([np.lib.stride_tricks.sliding_window_view(
+        np.array([0] * bs + engine.encode(name), dtype=np.int64), bs) @ engine.rows.powers for name in names])
+    job = ScoreJob(engine, names)
+    keys, targets = [], []
+    while not job.done:
+        k, t = job.chunk()
+        assert len(k) <= 7
+        keys.append(k)
+        targets.append(t)
+        job.take(np.zeros(len(k)))
+    assert np.concatenate(keys).tolist() == expected.tolist()
+    assert np.concatenate(targets).tolist() == engine.encode("".join(n + "." for n in names))
 
 
 def test_score_marks_corpus_names(engine, loaded_model):
