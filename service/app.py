@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect
 from service import openapi
 from service.logs import get_logger, setup_logging
 from service.metrics import Metrics
+from service.memory import map_large_blocks
 from service.protocol import REFUSAL
 from service.reload import ModelState, Reloader
 from service.gate import Gate
@@ -66,6 +67,7 @@ def create_app_from_env() -> FastAPI:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
+    map_large_blocks(settings.mmap_threshold)  # before the model's tables: see service/memory.py
     app.state.scheduler = Scheduler()
     app.state.scheduler.start()
     reloader = Reloader(settings, app.state.model, app.state.metrics)

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
                                                        "the body, else 408")
     max_connections: int = Field(512, ge=1, description="open connections per worker; requests on further "
                                                        "ones get 503")
+    mmap_threshold: int = Field(128 * 1024, ge=0, description="bytes from which malloc maps a block and "
+                                                             "returns it when freed (glibc; 0 = glibc's own "
+                                                             "sliding threshold): heavy requests leave no "
+                                                             "resident high-water mark")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "info"
 
