@@ -272,8 +272,9 @@ class SmallLane:
         self.rows = engine.rows
         self.V = engine.vocab_size
         self.tail = self.V ** (engine.block_size - 1)
-        # One list per active name: [job id, index in its round, context key, stream key, steps
-        # drawn, steps allowed, log-probability so far, character ids drawn]
+        # One list per active name: [its round's entry in `rounds`, index in the round, context
+        # key, stream key, steps drawn, steps allowed, log-probability so far, character ids drawn,
+        # temperature 1 without top_k]
         self.names: list[list] = []
         self.rounds: dict[int, list] = {}  # job id -> [job, names, logprobs, cut, names left]
         self.scores: list[Job] = []  # (always empty: /score jobs run in the vectorised lane)
@@ -287,16 +288,17 @@ class SmallLane:
 
     def add(self, job: Job) -> None:
         r = job.next_round()
-        self.rounds[job.id] = [job, [""] * r.n, [0.0] * r.n, [False] * r.n, r.n]
+        entry = self.rounds[job.id] = [job, [""] * r.n, [0.0] * r.n, [False] * r.n, r.n]
+        plain = job.temperature == 1.0 and job.top_k is None
         for i, stream in enumerate(r.skeys.tolist()):
-            self.names.append([job.id, i, r.start_key, stream, 0, r.steps, r.base, []])
+            self.names.append([entry, i, r.start_key, stream, 0, r.steps, r.base, [], plain])
 
     def remove(self, job: Job) -> None:
         if self.rounds.pop(job.id, None) is not None:
-            self.names = [w for w in self.names if w[0] != job.id]
+            self.names = [w for w in self.names if w[0][0] is not job]
 
     def step(self) -> list[Job]:
-        V, rows, cache = self.V, self.rows, self.rows.cache
+        V, tail, rows, cache = self.V, self.tail, self.rows, self.rows.cache
         where = []  # per name: (flat log-probabilities, flat CDFs, offset of its row)
         missing: dict[int, int] = {}
         for w in self.names:
@@ -307,36 +309,36 @@ class SmallLane:
             else:
                 where.append((cache.flat_logp, cache.flat_cdf, row * V))
         if missing:  # one model call for the step's misses
-            logp_t, cdf_t, found = rows.lookup(np.fromiter(missing, np.int64, len(missing)))
+            logp_t, cdf_t, found = rows.add(np.fromiter(missing, np.int64, len(missing)))
             flat_logp, flat_cdf = memoryview(logp_t.reshape(-1)), memoryview(cdf_t.reshape(-1))
             found = found.tolist()
             where = [t if t is not None else (flat_logp, flat_cdf, found[missing[w[2]]] * V)
                      for t, w in zip(where, self.names)]
-        uniform, choose_one = sampling.uniform, sampling.choose_one
+        uniform, choose_one, vocab = sampling.uniform, sampling.choose_one, self.engine.vocab
         finished, keep = [], []
         for w, (flat_logp, flat_cdf, lo) in zip(self.names, where):
-            job = self.rounds[w[0]][0]
-            if job.temperature == 1.0 and job.top_k is None:
+            if w[8]:
                 c = choose_one(flat_cdf, uniform(w[3], w[4]), lo, V)
             else:
+                job = w[0][0]
                 cdf = sampling.cdf_rows(np.asarray(flat_logp[lo:lo + V])[None, :], job.temperature, job.top_k)
                 c = choose_one(memoryview(cdf[0]), uniform(w[3], w[4]), 0, V)
             w[6] += flat_logp[lo + c]
             w[4] += 1
             if c and w[4] < w[5]:
                 w[7].append(c)
-                w[2] = w[2] % self.tail * V + c
+                w[2] = w[2] % tail * V + c
                 keep.append(w)
                 continue
             if c:
                 w[7].append(c)
-            entry = self.rounds[w[0]]
-            vocab = self.engine.vocab
-            entry[1][w[1]] = "".join([vocab[k] for k in w[7]])
-            entry[2][w[1]], entry[3][w[1]] = w[6], c != 0
+            entry, i = w[0], w[1]
+            entry[1][i] = "".join([vocab[k] for k in w[7]])
+            entry[2][i], entry[3][i] = w[6], c != 0
             entry[4] -= 1
             if not entry[4]:
-                del self.rounds[w[0]]
+                job = entry[0]
+                del self.rounds[job.id]
                 job.round_done(entry[1], entry[2], entry[3])
                 if job.done:
                     finished.append(job)
