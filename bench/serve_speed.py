@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/serve_speed.py --run RUN_DIR --registry REGISTRY [--name names]
     .venv/bin/python bench/serve_speed.py --registry REGISTRY --no-lecture   # no torch run needed
+    .venv/bin/python bench/serve_speed.py --registry REGISTRY --http-only    # /healthz vs count=1 only
 
 RUN_DIR is a training run (its model.pt gives the torch weights for the lecture's loop) and
 REGISTRY holds the artifact published from that same run. Without either the script trains model B
