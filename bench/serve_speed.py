@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/serve_speed.py --run RUN_DIR --registry REGISTRY [--name names]
     .venv/bin/python bench/serve_speed.py --registry REGISTRY --no-lecture   # no torch run needed
+    .venv/bin/python bench/serve_speed.py --registry REGISTRY --http-only    # /healthz vs count=1 only
 
 RUN_DIR is a training run (its model.pt gives the torch weights for the lecture's loop) and
 REGISTRY holds the artifact published from that same run. Without either the script trains model B
@@ -251,6 +252,59 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def http(args, registry: Path, unit: float, runs: list[tuple[str, int, int]]) -> None:
+    """Part 4: a server on core 0, `wrk` on core 1, each of `runs` (path, connections, count)."""
+    print("\n4. HTTP, one worker on core 0, wrk -t1 on core 1")
+    if not shutil.which("wrk"):
+        print("  wrk not found (apt-get install wrk): skipped")
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="serve-speed-http-"))
+    proc, url, ready = start_server(registry, args.name, tmp / "server.log", cpu=0)
+    try:
+        results: dict = {}
+        print(f"  {'request':24s} {'conns':>5s} {'req/s':>8s} {'names/s':>9s} {'p50 ms':>7s} {'p99 ms':>7s}"
+              f" {'non-2xx':>7s}  {'rows/name':>9s} {'bound names/s':>13s} {'of bound':>8s}  load")
+        for round_, (path, conns, count) in [(k, run) for k in range(args.rounds) for run in runs]:
+            # Rounds interleave the configurations (the machine is shared); each keeps its best round.
+            rows_before = model_rows(url)
+            probe = Probe(url) if count == 1000 else None
+            r = wrk(url + path, args.http_seconds, conns, cpu=1, server_pid=proc.pid)
+            if probe is not None:
+                r["healthz_ms"] = probe.finish()
+            names_ok = (r["rps"] - r["non2xx"] / args.http_seconds) * count
+            per = (model_rows(url) - rows_before) / max(names_ok * args.http_seconds, 1) if count else 0
+            cap = 1e6 / (per * unit) if per else float("inf")
+            best = results.get((path, conns))
+            if best is None or (names_ok > best["names"] if count else r["rps"] > best["rps"]):
+                results[(path, conns)] = dict(r, names=names_ok)
+            if (path, conns) == runs[0][:2]:
+                print(f"  round {round_ + 1}")
+            print(f"  {path:24s} {conns:5d} {r['rps']:8,.0f} {names_ok:9,.0f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f}"
+                  f" {r['non2xx']:7d}  {per:9.2f} {cap:13,.0f} {names_ok / cap if count else 0:8.0%}"
+                  f"  {os.getloadavg()[0]:.1f}")
+        h, g = results[("/healthz", 16)], results[("/generate?count=1", 16)]
+        print(f"  count=1 / healthz at 16 connections: {g['rps'] / h['rps']:.0%} (target >= 50%), "
+              f"p99 {g['p99_ms']:.1f} ms (target <= 8); server cpu per request: /healthz {h['cpu_us']:.0f} us, "
+              f"count=1 {g['cpu_us']:.0f} us")
+        if len(runs) == 2:  # --http-only
+            return
+        g64 = results[("/generate?count=1", 64)]
+        print(f"  count=1 at 64 vs 16 connections:     {g64['rps'] / g['rps']:.0%} (target >= 100%)")
+        print(f"  count=10: {results[('/generate?count=10', 16)]['names']:,.0f} names/s (target >= 12,000); "
+              f"count=100: {results[('/generate?count=100', 16)]['names']:,.0f} names/s (target >= 25,000), "
+              f"non-2xx {results[('/generate?count=100', 16)]['non2xx']} (target 0)")
+        limit, over = results[("/generate?count=1000", 16)], results[("/generate?count=1000", 64)]
+        print(f"  served names/s at 4x overload vs at the limit: {over['names'] / limit['names']:.0%} "
+              f"(target >= 80%); meanwhile a /healthz probe: p50 {over['healthz_ms'][0]:.1f} ms, "
+              f"p99 {over['healthz_ms'][1]:.1f} ms")
+        print(f"  ready after start        {ready:9.2f} s  (target <= 1.5 s)")
+        print(f"  worker RSS               {rss_mb(proc.pid):9.0f} MB  (target <= 150 MB)")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # ---- main ----------------------------------------------------------------------------------------
 
 def train(steps: int, tmp: Path, name: str) -> tuple[Path, Path]:
@@ -277,6 +331,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="HTTP rounds; each figure keeps its best")
     ap.add_argument("--cache-rows", type=int, default=None, help="the engine's cache (default: the service's)")
     ap.add_argument("--no-lecture", action="store_true", help="skip the torch loops (no --run needed)")
+    ap.add_argument("--http-only", action="store_true",
+                    help="only part 4's /healthz and /generate?count=1 at 16 connections (the ratio's pair)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="serve-speed-"))
@@ -306,6 +362,8 @@ def main() -> None:
         def bound(rows_per_name: float) -> str:
             return f"{rows_per_name:5.2f} rows/name, bound {rows_per_name * unit:7.1f} us/name"
 
+        if args.http_only:
+            return http(args, registry, unit, [("/healthz", 16, 0), ("/generate?count=1", 16, 1)])
         print("\n2. one name, batch 1, in process (core 0)")
         cold = Engine(model, cache_rows=0)
         warm = Engine(model, cache_rows=args.cache_rows)
@@ -334,53 +392,10 @@ def main() -> None:
             print(f"  {label:32s} {wall:12,.0f} {cpu:12,.0f}  {bound(per)}")
         print("  target: as served >= 40,000 names/s")
 
-        print("\n4. HTTP, one worker on core 0, wrk -t1 on core 1")
-        if not shutil.which("wrk"):
-            print("  wrk not found (apt-get install wrk): skipped")
-            return
-        proc, url, ready = start_server(registry, args.name, tmp / "server.log", cpu=0)
-        try:
-            runs = [("/healthz", 16, 0), ("/generate?count=1", 16, 1), ("/generate?count=1", 64, 1),
-                    ("/healthz", 64, 0), ("/generate?count=10", 16, 10), ("/generate?count=100", 16, 100),
-                    ("/generate?count=1000", 16, 1000), ("/generate?count=1000", 64, 1000)]
-            results: dict = {}
-            print(f"  {'request':24s} {'conns':>5s} {'req/s':>8s} {'names/s':>9s} {'p50 ms':>7s} {'p99 ms':>7s}"
-                  f" {'non-2xx':>7s}  {'rows/name':>9s} {'bound names/s':>13s} {'of bound':>8s}  load")
-            for round_, (path, conns, count) in [(k, run) for k in range(args.rounds) for run in runs]:
-                # Rounds interleave the configurations (the machine is shared); each keeps its best round.
-                rows_before = model_rows(url)
-                probe = Probe(url) if count == 1000 else None
-                r = wrk(url + path, args.http_seconds, conns, cpu=1, server_pid=proc.pid)
-                if probe is not None:
-                    r["healthz_ms"] = probe.finish()
-                names_ok = (r["rps"] - r["non2xx"] / args.http_seconds) * count
-                per = (model_rows(url) - rows_before) / max(names_ok * args.http_seconds, 1) if count else 0
-                cap = 1e6 / (per * unit) if per else float("inf")
-                best = results.get((path, conns))
-                if best is None or (names_ok > best["names"] if count else r["rps"] > best["rps"]):
-                    results[(path, conns)] = dict(r, names=names_ok)
-                if (path, conns) == runs[0][:2]:
-                    print(f"  round {round_ + 1}")
-                print(f"  {path:24s} {conns:5d} {r['rps']:8,.0f} {names_ok:9,.0f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f}"
-                      f" {r['non2xx']:7d}  {per:9.2f} {cap:13,.0f} {names_ok / cap if count else 0:8.0%}"
-                      f"  {os.getloadavg()[0]:.1f}")
-            h, g = results[("/healthz", 16)], results[("/generate?count=1", 16)]
-            g64 = results[("/generate?count=1", 64)]
-            print(f"  count=1 / healthz at 16 connections: {g['rps'] / h['rps']:.0%} (target >= 50%), "
-                  f"p99 {g['p99_ms']:.1f} ms (target <= 8)")
-            print(f"  count=1 at 64 vs 16 connections:     {g64['rps'] / g['rps']:.0%} (target >= 100%)")
-            print(f"  count=10: {results[('/generate?count=10', 16)]['names']:,.0f} names/s (target >= 12,000); "
-                  f"count=100: {results[('/generate?count=100', 16)]['names']:,.0f} names/s (target >= 25,000), "
-                  f"non-2xx {results[('/generate?count=100', 16)]['non2xx']} (target 0)")
-            limit, over = results[("/generate?count=1000", 16)], results[("/generate?count=1000", 64)]
-            print(f"  served names/s at 4x overload vs at the limit: {over['names'] / limit['names']:.0%} "
-                  f"(target >= 80%); meanwhile a /healthz probe: p50 {over['healthz_ms'][0]:.1f} ms, "
-                  f"p99 {over['healthz_ms'][1]:.1f} ms")
-            print(f"  ready after start        {ready:9.2f} s  (target <= 1.5 s)")
-            print(f"  worker RSS               {rss_mb(proc.pid):9.0f} MB  (target <= 150 MB)")
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+        http(args, registry, unit, [("/healthz", 16, 0), ("/generate?count=1", 16, 1), ("/generate?count=1", 64, 1),
+                                    ("/healthz", 64, 0), ("/generate?count=10", 16, 10),
+                                    ("/generate?count=100", 16, 100), ("/generate?count=1000", 16, 1000),
+                                    ("/generate?count=1000", 64, 1000)])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -169,23 +169,34 @@ class ModelRows:
         else:
             unique, inverse = np.unique(missing, return_inverse=True)
             inverse = inverse.reshape(-1)
-        logp, cdf = self.compute(unique)
-        with self._lock:
-            stored = self.cache.insert(unique, logp, cdf) if self.cache is cache else None
-            if stored is not None:
-                rows[miss] = stored[inverse]
-                return cache.logp, cache.cdf, rows
-            if self.cache is cache:  # full: start afresh (readers of the old tables are unaffected)
-                self.cache = cache.fresh()
-                if len(unique) <= self.cache_rows - self.cache.size:
-                    self.cache.insert(unique, logp, cdf)
+        table_logp, table_cdf, found = self.add(unique)
+        if table_logp is cache.logp:  # stored in the cache the hits came from
+            rows[miss] = found[inverse]
+            return cache.logp, cache.cdf, rows
         # This call's rows come from two tables: gather them into one.
         hit = ~miss
         out_logp = np.empty((len(keys), self.vocab_size))
         out_cdf = np.empty_like(out_logp)
         out_logp[hit], out_cdf[hit] = cache.logp[rows[hit]], cache.cdf[rows[hit]]
-        out_logp[miss], out_cdf[miss] = logp[inverse], cdf[inverse]
+        out_logp[miss], out_cdf[miss] = table_logp[found[inverse]], table_cdf[found[inverse]]
         return out_logp, out_cdf, np.arange(len(keys))
+
+    def add(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`lookup` for distinct keys the cache lacks (a caller that has just looked them up): one
+        model call, its rows stored; (log-probability table, CDF table, row of each key)."""
+        logp, cdf = self.compute(keys)
+        cache = self.cache
+        if cache is None:
+            return logp, cdf, np.arange(len(keys))
+        with self._lock:
+            stored = self.cache.insert(keys, logp, cdf) if self.cache is cache else None
+            if stored is not None:
+                return cache.logp, cache.cdf, stored
+            if self.cache is cache:  # full: start afresh (readers of the old tables are unaffected)
+                self.cache = cache.fresh()
+                if len(keys) <= self.cache_rows - self.cache.size:
+                    self.cache.insert(keys, logp, cdf)
+        return logp, cdf, np.arange(len(keys))
 
     def logp_rows(self, contexts: np.ndarray) -> np.ndarray:
         """(n, block_size) contexts -> (n, V) log-probabilities."""

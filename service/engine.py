@@ -86,6 +86,8 @@ class Engine:
         self._tail = self.vocab_size ** (self.block_size - 1)
         self.json_chars = [json.dumps(c) for c in self.vocab]  # each character as JSON text
         self.json_chars_escaped = any(j != f'"{c}"' for c, j in zip(self.vocab, self.json_chars))
+        # The "model" object of every answer, written once.
+        self.json_model = f'{{"name":{json.dumps(self.name)},"version":{json.dumps(self.version)}}}'
 
     def warm(self, max_rows: int | None = None) -> int:
         """Cache the contexts every name starts from (see ModelRows.warm)."""

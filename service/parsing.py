@@ -4,6 +4,7 @@ settings or on the model. Every failure is a RequestValidationError whose items 
 from __future__ import annotations
 
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -32,7 +33,8 @@ def parse(model: type[M], where: str, *, json: bytes | None = None, query: dict 
 
 def query(request: Request) -> dict[str, str]:
     """The query parameters; a parameter given twice is an error (which value was meant?)."""
-    items = request.query_params.multi_items()
+    # What Starlette's request.query_params parses, without building its multi-dict (a third of the cost).
+    items = parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
     params = dict(items)
     if len(params) != len(items):
         seen: set[str] = set()

@@ -67,9 +67,8 @@ async def generate(request: Request) -> Response:
     items = ",".join([f'{{"name":{quote(n)},"logprob":{lp!r},"novel":{JSON_BOOL[nv]},"cut":{JSON_BOOL[c]}}}'
                       for n, lp, nv, c in zip(gen.names, gen.logprobs, gen.novel, gen.cut)])
     # Written as text: half the cost of json.dumps over a dict per name (floats repr the same way).
-    return Response(f'{{"model":{{"name":{json.dumps(engine.name)},"version":{json.dumps(engine.version)}}},'
-                    f'"seed":{seed},"requested":{gen.requested},"exhausted":{JSON_BOOL[gen.exhausted]},'
-                    f'"names":[{items}]}}', media_type="application/json")
+    return Response(f'{{"model":{engine.json_model},"seed":{seed},"requested":{gen.requested},'
+                    f'"exhausted":{JSON_BOOL[gen.exhausted]},"names":[{items}]}}', media_type="application/json")
 
 
 @router.post("/generate", response_model=GenerateResponse, responses=ERRORS,
@@ -98,7 +97,7 @@ async def score(request: Request) -> Response:
     except Abandoned:
         return Response(status_code=GONE)
     s.metrics.scored.inc(len(body.names))
-    head = f'{{"model":{{"name":{json.dumps(engine.name)},"version":{json.dumps(engine.version)}}},"scores":'
+    head = f'{{"model":{engine.json_model},"scores":'
 
     async def answer():  # streamed a piece at a time, each written on the event loop when sent
         yield head.encode()
