@@ -15,8 +15,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 import service_helpers  # noqa: E402  (the service tests' real-server helper, shared)
 
-from artifact.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, sha256_file
-from artifact.registry import current_version, list_versions, set_current, version_path
+from artifact.manifest import MANIFEST_FILE, Manifest, sha256_file
+from artifact.registry import current_version, version_path
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "names"
@@ -29,24 +29,8 @@ def copy_registry(target: Path) -> Path:
 
 
 def new_version(registry: Path, damage: str | None = None, point: bool = True) -> str:
-    """A copy of the current version under a new name (manifest restamped), optionally damaged:
-    "corrupt" flips a byte of model.onnx, "missing" leaves model.onnx out. CURRENT moves to it."""
-    source = version_path(registry, NAME, current_version(registry, NAME))
-    version = f"{source.name}-v{len(list_versions(registry, NAME))}{'-' + damage if damage else ''}"
-    target = version_path(registry, NAME, version)
-    shutil.copytree(source, target)
-    manifest = Manifest.read(target / MANIFEST_FILE)
-    manifest.version = version
-    manifest.write(target / MANIFEST_FILE)
-    if damage == "corrupt":
-        data = bytearray((target / MODEL_FILE).read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        (target / MODEL_FILE).write_bytes(bytes(data))
-    elif damage == "missing":
-        (target / MODEL_FILE).unlink()
-    if point:
-        set_current(registry, NAME, version)
-    return version
+    """A copy of the current version under a new name (see service_helpers.make_version)."""
+    return service_helpers.make_version(registry, damage, point, source=current_version(registry, NAME))
 
 
 def staged_copy(registry: Path, target: Path, tag: int) -> Path:
@@ -122,16 +106,8 @@ def open_fds(pid: int) -> int:
 
 
 def wait_until(predicate, timeout: float = 20, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
+    """service_helpers.wait_until, where a connection error (a server restarting) counts as not yet."""
+    return service_helpers.wait_until(predicate, timeout, interval, ignore=(httpx.HTTPError,))
 
 
 class Load:

@@ -18,22 +18,26 @@ ROOT = Path(__file__).resolve().parents[2]
 NAME = "names"
 
 
-def make_version(registry: Path, corrupt: bool = False, point: bool = True) -> str:
-    """Copy the trained version (the oldest) to a new version name, manifest restamped; with
-    corrupt=True the copy's model.onnx is damaged so the loader refuses it. Moves CURRENT to it
-    when point=True."""
+def make_version(registry: Path, damage: str | None = None, point: bool = True, source: str | None = None) -> str:
+    """Copy a version (default the oldest, the trained one) to a new version name, manifest
+    restamped; damage="corrupt" flips a byte of the copy's model.onnx so the loader refuses it,
+    damage="missing" leaves model.onnx out (a version whose files have not all arrived). Moves
+    CURRENT to it when point=True."""
     versions = list_versions(registry, NAME)
-    source = version_path(registry, NAME, versions[0])
-    version = f"{versions[0]}-copy{len(versions)}{'-corrupt' if corrupt else ''}"
+    source = source or versions[0]
+    version = f"{source}-copy{len(versions)}{'-' + damage if damage else ''}"
     target = version_path(registry, NAME, version)
+    source = version_path(registry, NAME, source)
     shutil.copytree(source, target)
     manifest = Manifest.read(target / MANIFEST_FILE)
     manifest.version = version
     manifest.write(target / MANIFEST_FILE)
-    if corrupt:
+    if damage == "corrupt":
         data = bytearray((target / MODEL_FILE).read_bytes())
         data[len(data) // 2] ^= 0xFF
         (target / MODEL_FILE).write_bytes(bytes(data))
+    elif damage == "missing":
+        (target / MODEL_FILE).unlink()
     if point:
         set_current(registry, NAME, version)  # checks the manifest only, so it points at a corrupt model too
     return version
@@ -86,10 +90,14 @@ class Server:
         return self.proc.returncode
 
 
-def wait_until(predicate, timeout: float = 20, interval: float = 0.05):
+def wait_until(predicate, timeout: float = 20, interval: float = 0.05, ignore: tuple = ()):
+    """The predicate's first truthy value; exceptions of the `ignore` types count as not yet."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except ignore:
+            value = None
         if value:
             return value
         time.sleep(interval)

@@ -47,7 +47,7 @@ def test_good_version_is_swapped_in(reloader, registry):
 def test_corrupt_version_is_refused_once_and_old_keeps_serving(reloader, registry):
     reloader.check()
     old = reloader.state.engine
-    bad = make_version(registry, corrupt=True)
+    bad = make_version(registry, damage="corrupt")
     assert reloader.check() == "failed"
     assert reloader.state.engine is old
     assert "sha256" in reloader.state.last_error
@@ -135,7 +135,7 @@ def test_version_whose_files_had_not_arrived_is_retried_with_backoff(registry, s
 def test_backoff_doubles_between_attempts_at_the_same_version(reloader, registry):
     reloader.retry_first = 0.1
     reloader.check()
-    make_version(registry, corrupt=True)
+    make_version(registry, damage="corrupt")
     delays = []
     for _ in range(3):
         reloader.state.retry_at = 0  # the wait is over
@@ -148,7 +148,7 @@ def test_backoff_doubles_between_attempts_at_the_same_version(reloader, registry
 def test_going_back_to_the_served_version_clears_the_refusal(reloader, registry):
     reloader.check()
     served = reloader.state.engine.version
-    make_version(registry, corrupt=True)
+    make_version(registry, damage="corrupt")
     assert reloader.check() == "failed"
     (registry / NAME / "CURRENT").write_text(served + "\n")
     assert reloader.check() == "unchanged"
@@ -192,7 +192,7 @@ def test_readyz_and_model_show_a_refusal_while_the_old_version_serves(registry, 
     app = create_app(settings_for(registry))
     with TestClient(app) as c:
         served = c.get("/readyz").json()["model"]["version"]
-        bad = make_version(registry, corrupt=True)
+        bad = make_version(registry, damage="corrupt")
         reloader = Reloader(app.state.settings, app.state.model, app.state.metrics)
         assert reloader.check() == "failed"
         ready = c.get("/readyz")

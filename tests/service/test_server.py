@@ -117,7 +117,7 @@ def test_hot_reload_under_load(registry, start_server):
         wait_until(lambda: len(load.results) > mark + 20)
         assert load.versions_since(mark + 8) == {good}  # requests moved to the new version
 
-        bad = make_version(registry, corrupt=True)
+        bad = make_version(registry, damage="corrupt")
         wait_until(lambda: metric(httpx.get(f"{server.url}/metrics").text, "namegen_reloads_total",
                                   outcome="failed") == 1)
         mark = len(load.results)

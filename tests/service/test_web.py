@@ -217,7 +217,7 @@ def test_every_web_file_ships_in_a_non_editable_install():
 def test_card_says_when_a_newer_version_was_refused(registry, settings_for):
     with TestClient(create_app(settings_for(registry, reload_interval=0.1))) as c:
         old = current_version(registry, NAME)
-        bad = make_version(registry, corrupt=True)
+        bad = make_version(registry, damage="corrupt")
         wait_until(lambda: c.get("/model").json()["reload"]["refused"])
         parts = PageParts(c.get("/model/card").text)
         assert f"{NAME} {old}" in parts.text and "The last reload was refused" in parts.text and bad in parts.text
