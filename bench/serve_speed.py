@@ -126,11 +126,12 @@ def ort_loop(model, n_names: int) -> tuple[float, float, float]:
 
 
 def engine_single(engine, n_names: int) -> tuple[float, float, float]:
+    from service.core import offline
     seeds = range(10_000, 10_000 + n_names)
     chars = 0
     clock = Clock()
     for seed in seeds:
-        chars += len(engine.generate(1, seed).names[0]) + 1
+        chars += len(offline.generate(engine, 1, seed).names[0]) + 1
     return (*clock.per(n_names), chars / n_names)
 
 
@@ -146,11 +147,12 @@ def row_cost(runtime, batch: int, seconds: float = 1.0) -> float:
 
 def engine_batch(engine, count: int, seconds: float) -> tuple[float, float, float]:
     """(wall, cpu) names per second, model rows computed per name."""
+    from service.core import offline
     seed = iter(range(1, 10 ** 9))
     before, names = engine.rows.computed, [0]
 
     def call():
-        names[0] += len(engine.generate(count, next(seed)).names)
+        names[0] += len(offline.generate(engine, count, next(seed)).names)
     wall, cpu = timed(call, seconds)
     return count / wall, count / cpu, (engine.rows.computed - before) / names[0]
 
@@ -347,12 +349,12 @@ def main() -> None:
         print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores at the start")
 
         from artifact.loader import load_current
-        from service.engine import Engine
+        from service.core.engine import Engine
         model = load_current(registry, args.name)
         print(f"model {model.name}/{model.version}: vocab {len(model.vocab)}, block_size {model.block_size}, "
               f"{model.manifest.architecture.get('parameters')} parameters, val {model.manifest.metrics['val']:.4f}")
 
-        from service.runtime import OnnxRuntime
+        from service.core.runtime import OnnxRuntime
         runtime = OnnxRuntime(model)
         costs = {b: row_cost(runtime, b) for b in (1, 16, 256)}
         unit = costs[256]  # us per row: the compute bound's unit

@@ -13,12 +13,12 @@ def main() -> None:
     options = dict(host=settings.host, port=settings.port, log_config=None, access_log=False,
                    log_level=settings.log_level, timeout_graceful_shutdown=30,
                    # slow clients and the connection cap: see service/protocol.py
-                   http="service.protocol:GuardedProtocol", timeout_keep_alive=settings.keep_alive)
+                   http="service.api.protocol:GuardedProtocol", timeout_keep_alive=settings.keep_alive)
     if settings.workers > 1:
         # Several processes: each worker imports the factory and reads the environment itself.
-        uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **options)
+        uvicorn.run("service.api.app:create_app_from_env", factory=True, workers=settings.workers, **options)
     else:
-        from service.app import create_app
+        from service.api.app import create_app
         uvicorn.run(create_app(settings), **options)
 
 

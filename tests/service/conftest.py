@@ -61,7 +61,7 @@ def client(trained_registry):
     module's tests, so tests that count things or change state build their own app."""
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
+    from service.api.app import create_app
     from service.settings import Settings
     app = create_app(Settings(model_dir=trained_registry, model_name=NAME, reload_interval=0, workers=1))
     with TestClient(app) as c:

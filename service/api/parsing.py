@@ -10,8 +10,8 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from service.engine import Engine
-from service.schemas import GenerateQuery, GenerateRequest, ScoreRequest
+from service.core.engine import Engine
+from service.api.schemas import GenerateQuery, GenerateRequest, ScoreRequest
 from service.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)

@@ -21,7 +21,7 @@ def test_app_process_never_imports_torch(trained_registry):
     script = textwrap.dedent(f"""
         import sys
         from fastapi.testclient import TestClient
-        from service.app import create_app
+        from service.api.app import create_app
         from service.settings import Settings
         with TestClient(create_app(Settings(model_dir={str(trained_registry)!r}, reload_interval=0))) as c:
             assert c.post("/generate", json={{"count": 20}}).status_code == 200

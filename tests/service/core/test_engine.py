@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from service import sampling
-from service import engine as engine_module
-from service.engine import Engine, ScoreJob
+from service.core import jobs, offline, sampler
+from service.core.engine import Engine
+from service.core.jobs import ScoreJob
 
 
 def reference_name(model, seed, index, temperature=1.0, top_k=None, prefix="", max_length=32):
@@ -14,7 +14,7 @@ def reference_name(model, seed, index, temperature=1.0, top_k=None, prefix="", m
     vocab, bs = model.vocab, model.block_size
     ids = [vocab.index(c) for c in prefix]
     context = ([0] * bs + ids)[-bs:]
-    key = sampling.stream_key(seed, index)
+    key = sampler.stream_key(seed, index)
 
     def logprobs(ctx):
         logits = model.session.run(None, {model.session.get_inputs()[0].name: np.array([ctx], dtype=np.int64)})
@@ -35,7 +35,7 @@ def reference_name(model, seed, index, temperature=1.0, top_k=None, prefix="", m
             z = [x if x >= kth else -math.inf for x in z]
         top = max(z)
         weights = [math.exp(x - top) for x in z]
-        threshold = sampling.uniform(key, step) * sum(weights)
+        threshold = sampler.uniform(key, step) * sum(weights)
         cum, choice = 0.0, len(weights) - 1
         for j, w in enumerate(weights):
             cum += w
@@ -67,7 +67,7 @@ CASES = [
 
 @pytest.mark.parametrize("params", CASES, ids=[str(c) for c in CASES])
 def test_engine_matches_reference_loop(engine, loaded_model, params):
-    gen = engine.generate(count=40, seed=7, **params)
+    gen = offline.generate(engine, count=40, seed=7, **params)
     ref = [reference_name(loaded_model, 7, i, **params) for i in range(40)]
     assert gen.names == [r[0] for r in ref]
     assert gen.cut == [r[2] for r in ref]
@@ -77,14 +77,14 @@ def test_engine_matches_reference_loop(engine, loaded_model, params):
 def test_engine_single_names_match_reference_loop(engine, loaded_model):
     """count=1 takes the scalar path; it must agree with the batch path and the reference."""
     for seed in range(30):
-        gen = engine.generate(count=1, seed=seed)
+        gen = offline.generate(engine, count=1, seed=seed)
         assert gen.names == [reference_name(loaded_model, seed, 0)[0]]
 
 
 def test_first_k_of_n_equal_count_k(engine):
-    big = engine.generate(count=200, seed=99, temperature=1.3, prefix="a")
+    big = offline.generate(engine, count=200, seed=99, temperature=1.3, prefix="a")
     for k in (1, 3, 4, 5, 17, 200):
-        small = engine.generate(count=k, seed=99, temperature=1.3, prefix="a")
+        small = offline.generate(engine, count=k, seed=99, temperature=1.3, prefix="a")
         assert small.names == big.names[:k]
         assert small.logprobs == big.logprobs[:k]
 
@@ -94,37 +94,37 @@ def test_results_do_not_depend_on_cache_layout(loaded_model):
     engines = [Engine(loaded_model, cache_rows=27 ** 3), Engine(loaded_model, cache_rows=500),
                Engine(loaded_model, cache_rows=0)]
     engines[0].warm()
-    results = [[e.generate(count=300, seed=s, temperature=1.5) for s in range(3)] for e in engines]
+    results = [[offline.generate(e, count=300, seed=s, temperature=1.5) for s in range(3)] for e in engines]
     for other in results[1:]:
         assert [g.names for g in other] == [g.names for g in results[0]]
         assert [g.logprobs for g in other] == [g.logprobs for g in results[0]]
 
 
 def test_same_seed_same_names_other_seed_other_names(engine):
-    assert engine.generate(count=20, seed=5).names == engine.generate(count=20, seed=5).names
-    assert engine.generate(count=20, seed=5).names != engine.generate(count=20, seed=6).names
+    assert offline.generate(engine, count=20, seed=5).names == offline.generate(engine, count=20, seed=5).names
+    assert offline.generate(engine, count=20, seed=5).names != offline.generate(engine, count=20, seed=6).names
 
 
 def test_prefix_starts_every_name(engine):
-    gen = engine.generate(count=50, seed=1, prefix="jo")
+    gen = offline.generate(engine, count=50, seed=1, prefix="jo")
     assert all(n.startswith("jo") for n in gen.names)
 
 
 def test_max_length_cuts_names(engine):
-    gen = engine.generate(count=100, seed=3, temperature=5.0, max_length=4)
+    gen = offline.generate(engine, count=100, seed=3, temperature=5.0, max_length=4)
     assert all(len(n) <= 4 for n in gen.names)
     assert any(gen.cut)
     assert all(len(n) == 4 for n, c in zip(gen.names, gen.cut) if c)
 
 
 def test_top_k_1_is_greedy(engine):
-    gen = engine.generate(count=10, seed=11, top_k=1)
+    gen = offline.generate(engine, count=10, seed=11, top_k=1)
     assert len(set(gen.names)) == 1
 
 
 def test_logprob_equals_score_of_the_name(engine):
-    gen = engine.generate(count=50, seed=2, temperature=0.9, top_k=10, prefix="e")
-    scores = engine.score(gen.names)
+    gen = offline.generate(engine, count=50, seed=2, temperature=0.9, top_k=10, prefix="e")
+    scores = offline.score(engine, gen.names)
     for name, lp, cut, s in zip(gen.names, gen.logprobs, gen.cut, scores):
         if not cut:
             assert s.logprob == pytest.approx(lp, abs=1e-12)
@@ -135,7 +135,7 @@ def test_logprob_equals_score_of_the_name(engine):
 def test_score_job_chunk_keys_are_each_characters_context(engine, monkeypatch):
     """Keys made chunk by chunk from the names' ids equal the '.'-padded windows' keys, also where
     a chunk boundary falls inside a name and for names shorter and longer than block_size."""
-    monkeypatch.setattr(engine_module, "SCORE_CHUNK", 7)
+    monkeypatch.setattr(jobs, "SCORE_CHUNK", 7)
     names = ["", "a", "emma", "x" * 64, "abcdefghijklm", "zq"]
     bs = engine.block_size
     expected = np.concatenate([np.lib.stride_tricks.sliding_window_view(
@@ -154,7 +154,7 @@ def test_score_job_chunk_keys_are_each_characters_context(engine, monkeypatch):
 
 def test_score_marks_corpus_names(engine, loaded_model):
     known = sorted(loaded_model.corpus_names)[0]
-    scores = engine.score([known, "zzzzqx"])
+    scores = offline.score(engine, [known, "zzzzqx"])
     assert scores[0].in_corpus is True
     assert scores[1].in_corpus is False
     assert scores[0].logprob > scores[1].logprob
@@ -162,8 +162,8 @@ def test_score_marks_corpus_names(engine, loaded_model):
 
 
 def test_novel_only_skips_corpus_names(engine, loaded_model):
-    plain = engine.generate(count=100, seed=4)
-    novel = engine.generate(count=100, seed=4, novel_only=True)
+    plain = offline.generate(engine, count=100, seed=4)
+    novel = offline.generate(engine, count=100, seed=4, novel_only=True)
     assert any(not n for n in plain.novel)  # the model does reproduce training names
     assert len(novel.names) == 100
     assert all(novel.novel)
@@ -176,8 +176,8 @@ def test_novel_only_skips_corpus_names(engine, loaded_model):
 
 def test_novel_only_is_bounded_and_reports_exhaustion(engine):
     """top_k=1 makes every stream the same name; with a corpus name, nothing novel is ever found."""
-    greedy = engine.generate(count=1, seed=0, top_k=1).names[0]
-    gen = engine.generate(count=5, seed=0, top_k=1, novel_only=True)
+    greedy = offline.generate(engine, count=1, seed=0, top_k=1).names[0]
+    gen = offline.generate(engine, count=5, seed=0, top_k=1, novel_only=True)
     if greedy in engine.corpus:
         assert gen.names == []
         assert gen.exhausted

@@ -9,8 +9,9 @@ from service_helpers import NAME, make_version, metric, wait_until
 
 from artifact.manifest import MANIFEST_FILE
 from artifact.registry import current_version, version_path
-from service.metrics import Metrics
-from service.reload import ModelState, Reloader
+from service.core import offline
+from service.ops.metrics import Metrics
+from service.ops.reload import ModelState, Reloader
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_good_version_is_swapped_in(reloader, registry):
     assert reloader.check() == "ok"
     assert reloader.state.engine.version == version
     assert reloader.state.engine is not old
-    assert old.generate(3, seed=1).names  # a request holding the old engine can still finish on it
+    assert offline.generate(old, 3, seed=1).names  # a request holding the old engine can still finish on it
     text = reloader.metrics.render().decode()
     assert metric(text, "namegen_model_info", name=NAME, version=version) == 1
     assert metric(text, "namegen_model_info", name=NAME, version=old.version) == 0
@@ -161,7 +162,7 @@ def test_clients_see_a_reason_code_and_version_never_paths_or_onnxruntime_messag
         registry, settings_for, damage, reason):
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
+    from service.api.app import create_app
     version = current_version(registry, NAME)
     path = version_path(registry, NAME, version)
     if damage == "corrupt":
@@ -188,7 +189,7 @@ def test_clients_see_a_reason_code_and_version_never_paths_or_onnxruntime_messag
 def test_readyz_and_model_show_a_refusal_while_the_old_version_serves(registry, settings_for):
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
+    from service.api.app import create_app
     app = create_app(settings_for(registry))
     with TestClient(app) as c:
         served = c.get("/readyz").json()["model"]["version"]

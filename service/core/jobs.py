@@ -1,31 +1,26 @@
-"""Generation and scoring semantics over a model runtime. No HTTP here.
+"""Requests as jobs for the scheduler, and what they give back.
 
-The model maps a context (block_size previous character ids, '.'=0 pads the start) to logits over
-the vocabulary; `cache.ModelRows` turns those into float64 log-probabilities and CDFs behind an
-exact cache. A request becomes a job: a `GenerateJob` is one or more rounds of names (streams
-start, start+1, ... of its seed) that `scheduler.Lane` steps together with every other job's names;
-a `ScoreJob` is the rows of its names' contexts, taken a chunk per step. A name's result depends
-only on (seed, stream index, parameters), never on what was generated with it.
+A `GenerateJob` is one or more rounds of names (streams start, start+1, ... of its seed) that the
+scheduler's lanes step together with every other job's names; a `ScoreJob` is the rows of its
+names' contexts, taken a chunk per step. A name's result depends only on (seed, stream index,
+parameters), never on what was generated with it. The `Job` protocols list everything the
+scheduler uses of a job.
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from artifact.loader import LoadedModel
-from service import sampling
-from service.cache import ModelRows
-from service.runtime import OnnxRuntime, Runtime
-from service.scheduler import Batch
+from service.core import sampler
+from service.core.engine import Engine
 
 SCALAR_MAX = 4  # a generation of up to this many names with the batch to itself runs one name at a time
 NOVEL_FACTOR = 20  # novel_only tries at most this many streams per requested name
 SCORE_CHUNK = 256  # /score rows (characters, ends included) per step: bounds a request's memory
-SCORE_PIECE = 50  # /score names per piece of the streamed answer: bounds the answer text that exists at once
 
 _job_ids = itertools.count(1)
 
@@ -68,110 +63,46 @@ class Round:
     top_k: int  # 0: none
 
 
-class Engine:
-    """Sampling and scoring for one loaded model version."""
+class Job(Protocol):
+    """What the scheduler uses of any job (GenerateJob and ScoreJob are the two kinds)."""
 
-    def __init__(self, model: LoadedModel, cache_rows: int = 8192, runtime: Runtime | None = None):
-        self.model = model
-        self.name: str = model.name
-        self.version: str = model.version
-        self.corpus: frozenset[str] = model.corpus_names
-        runtime = runtime if runtime is not None else OnnxRuntime(model)
-        self.vocab: str = runtime.vocab
-        self.block_size: int = int(runtime.block_size)
-        self.vocab_size = len(self.vocab)
-        self.stoi = {c: i for i, c in enumerate(self.vocab)}
-        self.codepoints = np.array([ord(c) for c in self.vocab], dtype=np.uint32)
-        self.rows = ModelRows(runtime, cache_rows)
-        self._tail = self.vocab_size ** (self.block_size - 1)
-        self.json_chars = [json.dumps(c) for c in self.vocab]  # each character as JSON text
-        self.json_chars_escaped = any(j != f'"{c}"' for c, j in zip(self.vocab, self.json_chars))
-        # The "model" object of every answer, written once.
-        self.json_model = f'{{"name":{json.dumps(self.name)},"version":{json.dumps(self.version)}}}'
+    kind: Literal["generate", "score"]
+    id: int
+    engine: Engine  # the model version it runs on: one lane per engine
+    weight: int  # names it holds while it runs (the step's room and the gate count these)
+    small: bool  # may run alone, one name at a time, when the batch is otherwise empty
+    done: bool
+    error: BaseException | None
+    future: asyncio.Future | None  # the caller's, while it waits on the scheduler
 
-    def warm(self, max_rows: int | None = None) -> int:
-        """Cache the contexts every name starts from (see ModelRows.warm)."""
-        return self.rows.warm(max_rows)
+    def run_alone(self) -> None: ...
+    def fail(self, error: BaseException) -> None: ...
+    def outcome(self) -> Any: ...
 
-    def encode(self, text: str) -> list[int]:
-        """Character ids of a name or prefix; KeyError on a character outside the vocabulary."""
-        return [self.stoi[c] for c in text]
 
-    def start_key(self, ids: list[int]) -> int:
-        """The context key after these characters ('.' padding before them)."""
-        key = 0
-        for c in ids[-self.block_size:]:
-            key = key * self.vocab_size + c
-        return key
+class RoundsJob(Job, Protocol):
+    """A "generate" job: joins a lane as rounds of names (`next_round`), each round handed back
+    whole (`round_done`)."""
 
-    def prefix_logprob(self, ids: list[int]) -> float:
-        """Log-probability of the prefix's characters, summed left to right."""
-        total = 0.0
-        if ids:
-            padded = np.array([0] * self.block_size + ids, dtype=np.int64)
-            contexts = np.lib.stride_tricks.sliding_window_view(padded, self.block_size)[:len(ids)]
-            for v in self.rows.logp_rows(contexts)[np.arange(len(ids)), ids].tolist():
-                total += v
-        return total
+    round: Round | None  # the round in the lane
+    temperature: float
+    top_k: int | None
 
-    # ---- the synchronous API (tests, benchmarks, the self-test): a batch of one job -------------
+    def next_round(self) -> Round: ...
+    def round_done(self, names: list[str], logprobs: list[float], cut: list[bool]) -> None: ...
 
-    def generate(self, count: int, seed: int, temperature: float = 1.0, top_k: int | None = None,
-                 prefix: str = "", max_length: int = 32, novel_only: bool = False,
-                 max_attempts: int | None = None) -> Generation:
-        """`count` names from streams 0, 1, 2, ... of `seed`. With novel_only, names found in the
-        training corpus are skipped and later streams are tried, at most max_attempts streams in
-        all (default 20 * count); the result may then hold fewer names than requested."""
-        job = GenerateJob(self, count, seed, temperature, top_k, prefix, max_length, novel_only, max_attempts)
-        return Batch().run(job)
 
-    def score(self, names: list[str]) -> list[Score]:
-        """Per name: log-probability of each character and of the end '.', their sum, and whether
-        the name is in the training corpus."""
-        if not names:
-            return []
-        job = ScoreJob(self, names)
-        job.run_alone()
-        return job.scores()
+class ChunksJob(Job, Protocol):
+    """A "score" job: one chunk of context keys per step (`chunk`), taking their rows' values (`take`)."""
 
-    # ---- one name at a time -----------------------------------------------------------------------
-
-    def walk(self, key: int, steps: int, stream: int, temperature: float, top_k: int | None
-             ) -> tuple[list[int], list[float]]:
-        """Draw one name's characters with stream key `stream`: the character ids drawn, the end (0)
-        included if reached, and their log-probabilities. Plain Python over flat views of the cache
-        tables: for a lone small request, cheaper than numpy calls on tiny arrays (the same
-        arithmetic as the lanes' vectorised step; the tests check both against a reference loop)."""
-        uniform, choose_one, rows = sampling.uniform, sampling.choose_one, self.rows
-        V, tail = self.vocab_size, self._tail
-        default = temperature == 1.0 and top_k is None
-        chars: list[int] = []
-        logps: list[float] = []
-        for s in range(steps):
-            cache = rows.cache
-            row = cache.row(key) if cache is not None else None
-            if row is None:
-                logp_t, cdf_t, found = rows.lookup(np.array([key], dtype=np.int64))
-                flat_logp, flat_cdf, lo = memoryview(logp_t[found[0]]), memoryview(cdf_t[found[0]]), 0
-            else:
-                flat_logp, flat_cdf, lo = cache.flat_logp, cache.flat_cdf, row * V
-            lo_cdf = lo
-            if not default:
-                logp_row = np.asarray(flat_logp[lo:lo + V])
-                flat_cdf, lo_cdf = memoryview(sampling.cdf_rows(logp_row[None, :], temperature, top_k)[0]), 0
-            c = choose_one(flat_cdf, uniform(stream, s), lo_cdf, V)
-            chars.append(c)
-            logps.append(flat_logp[lo + c])
-            if c == 0:
-                break
-            key = key % tail * V + c
-        return chars, logps
+    def chunk(self) -> tuple[np.ndarray, np.ndarray]: ...
+    def take(self, values: np.ndarray) -> None: ...
 
 
 class GenerateJob:
     """One /generate request: rounds of names until `count` are found (one round unless novel_only)."""
 
-    kind = "generate"
+    kind: Literal["generate"] = "generate"
 
     def __init__(self, engine: Engine, count: int, seed: int, temperature: float = 1.0,
                  top_k: int | None = None, prefix: str = "", max_length: int = 32,
@@ -197,7 +128,7 @@ class GenerateJob:
         self.round: Round | None = None
         self.done = count <= 0 or self.limit <= 0
         self.error: BaseException | None = None
-        self.future = None
+        self.future: asyncio.Future | None = None
 
     def next_round(self) -> Round:
         if self.base is None:
@@ -205,9 +136,9 @@ class GenerateJob:
         need = self.count - len(self.names)
         n = need if not self.novel_only else min(self.limit - self.start, max(2 * need, 8))
         if n == 1:
-            skeys = np.array([sampling.stream_key(self.seed, self.start)], dtype=np.uint64)
+            skeys = np.array([sampler.stream_key(self.seed, self.start)], dtype=np.uint64)
         else:
-            skeys = sampling.stream_keys(self.seed, np.arange(self.start, self.start + n, dtype=np.uint64))
+            skeys = sampler.stream_keys(self.seed, np.arange(self.start, self.start + n, dtype=np.uint64))
         self.round = Round(n, skeys, self.engine.start_key(self.prefix_ids), self.base, self.steps,
                            self.temperature, self.top_k or 0)
         self.start += n
@@ -237,7 +168,7 @@ class GenerateJob:
             r = self.next_round()
             names, logprobs, cut = [], [], []
             for index in range(self.start - r.n, self.start):
-                chars, logps = engine.walk(r.start_key, r.steps, sampling.stream_key(self.seed, index),
+                chars, logps = engine.walk(r.start_key, r.steps, sampler.stream_key(self.seed, index),
                                            self.temperature, self.top_k)
                 total = r.base
                 for lp in logps:
@@ -264,7 +195,7 @@ class ScoreJob:
     three numbers per row (the character it predicts, its value, and the name offsets); each chunk's
     context keys are made when the chunk is stepped, never (rows, block_size) at once."""
 
-    kind = "score"
+    kind: Literal["score"] = "score"
     small = False
 
     def __init__(self, engine: Engine, names: list[str]):
@@ -280,7 +211,7 @@ class ScoreJob:
         self.weight = len(names)
         self.done = False
         self.error: BaseException | None = None
-        self.future = None
+        self.future: asyncio.Future | None = None
 
     def chunk(self) -> tuple[np.ndarray, np.ndarray]:
         """The next SCORE_CHUNK rows: (context keys, targets). A row's context is the block_size
@@ -334,26 +265,3 @@ class ScoreJob:
             values = picked[self.offsets[i]:self.offsets[i + 1]]
             out.append(Score(name, total, list(zip(name + ".", values)), name in corpus))
         return out
-
-    def json_pieces(self, per_char: bool) -> Iterator[str]:
-        """The response's "scores" list as JSON text in pieces of SCORE_PIECE names, for streaming:
-        the whole answer and its intermediates never exist at once. Written directly: for the
-        largest request a dict per character would cost more memory than everything else together."""
-        corpus, chars = self.engine.corpus, self.engine.json_chars
-        if not self.names:
-            yield "[]"
-            return
-        for first in range(0, len(self.names), SCORE_PIECE):
-            last = min(first + SCORE_PIECE, len(self.names))
-            parts = []
-            for i, total in zip(range(first, last), self.totals(first, last)):
-                name = self.names[i]
-                item = (f'{{"name":{json.dumps(name)},"logprob":{json.dumps(total)},'
-                        f'"in_corpus":{"true" if name in corpus else "false"}')
-                if per_char:
-                    lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
-                    item += ',"per_char":[' + ",".join(
-                        f'{{"char":{chars[t]},"logprob":{json.dumps(v)}}}'
-                        for t, v in zip(self.targets[lo:hi].tolist(), self.picked[lo:hi].tolist())) + "]"
-                parts.append(item + "}")
-            yield ("[" if first == 0 else ",") + ",".join(parts) + ("]" if last == len(self.names) else "")

@@ -3,30 +3,30 @@ import math
 
 import numpy as np
 
-from service import sampling
+from service.core import sampler
 
 
 def test_uniforms_match_scalar_uniform():
-    keys = sampling.stream_keys(12345, np.arange(50, dtype=np.uint64))
-    grid = sampling.uniforms(keys, 7)
+    keys = sampler.stream_keys(12345, np.arange(50, dtype=np.uint64))
+    grid = sampler.uniforms(keys, 7)
     for i in range(50):
-        key = sampling.stream_key(12345, i)
+        key = sampler.stream_key(12345, i)
         assert int(keys[i]) == key
         for step in range(7):
-            assert grid[step, i] == sampling.uniform(key, step)
+            assert grid[step, i] == sampler.uniform(key, step)
 
 
 def test_uniforms_are_pinned():
     """Changing the hash changes every seed's names: these values are part of the API."""
-    key = sampling.stream_key(1, 0)
+    key = sampler.stream_key(1, 0)
     assert key == 8841707400507832957
-    assert [round(sampling.uniform(key, s), 12) for s in range(3)] == [0.255885203132, 0.088323857011,
+    assert [round(sampler.uniform(key, s), 12) for s in range(3)] == [0.255885203132, 0.088323857011,
                                                                        0.290495446146]
 
 
 def test_uniforms_lie_in_unit_interval_and_look_uniform():
-    keys = sampling.stream_keys(2 ** 63 - 1, np.arange(20000, dtype=np.uint64))
-    u = sampling.uniforms(keys, 5)
+    keys = sampler.stream_keys(2 ** 63 - 1, np.arange(20000, dtype=np.uint64))
+    u = sampler.uniforms(keys, 5)
     assert u.min() >= 0.0
     assert u.max() < 1.0
     assert abs(u.mean() - 0.5) < 0.005
@@ -35,25 +35,25 @@ def test_uniforms_lie_in_unit_interval_and_look_uniform():
 
 
 def test_streams_differ_between_seeds_and_indices():
-    a = sampling.uniforms(sampling.stream_keys(0, np.arange(100, dtype=np.uint64)), 3)
-    b = sampling.uniforms(sampling.stream_keys(1, np.arange(100, dtype=np.uint64)), 3)
+    a = sampler.uniforms(sampler.stream_keys(0, np.arange(100, dtype=np.uint64)), 3)
+    b = sampler.uniforms(sampler.stream_keys(1, np.arange(100, dtype=np.uint64)), 3)
     assert len(np.unique(a[0])) == 100
     assert not np.any(a == b)
 
 
 def test_choose_is_inverse_cdf_and_matches_choose_one():
     logp = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.0001, 0.8999]]))
-    cdf = sampling.cdf_rows(logp, 1.0, None)
+    cdf = sampler.cdf_rows(logp, 1.0, None)
     for u, expected in [(0.0, [0, 0]), (0.49, [0, 2]), (0.5, [1, 2]), (0.74, [1, 2]), (0.76, [2, 2]),
                         (0.9999999, [2, 2])]:
-        got = sampling.choose(cdf, np.array([u, u]))
+        got = sampler.choose(cdf, np.array([u, u]))
         assert got.tolist() == expected
-        assert [sampling.choose_one(row, u) for row in cdf] == expected
+        assert [sampler.choose_one(row, u) for row in cdf] == expected
 
 
 def test_cdf_rows_top_k_keeps_the_k_most_likely():
     logp = np.log(np.array([[0.1, 0.4, 0.2, 0.3]]))
-    cdf = sampling.cdf_rows(logp, 1.0, 2)
+    cdf = sampler.cdf_rows(logp, 1.0, 2)
     mass = np.diff(np.concatenate([[0.0], cdf[0]]))
     assert mass[0] == 0.0 and mass[2] == 0.0
     assert math.isclose(mass[1] / cdf[0, -1], 0.4 / 0.7)
@@ -62,13 +62,13 @@ def test_cdf_rows_top_k_keeps_the_k_most_likely():
 def test_cdf_rows_temperature_sharpens_and_flattens():
     logp = np.log(np.array([[0.2, 0.8]]))
     for t, p0 in [(0.5, 0.04 / 0.68), (2.0, math.sqrt(0.2) / (math.sqrt(0.2) + math.sqrt(0.8)))]:
-        cdf = sampling.cdf_rows(logp, t, None)[0]
+        cdf = sampler.cdf_rows(logp, t, None)[0]
         assert math.isclose(cdf[0] / cdf[-1], p0, rel_tol=1e-12)
 
 
 def test_cdf_rows_tiny_temperature_is_greedy_not_nan():
     logp = np.log(np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]]))
-    cdf = sampling.cdf_rows(logp, 5e-324, None)
+    cdf = sampler.cdf_rows(logp, 5e-324, None)
     assert np.isfinite(cdf).all()
     u = np.array([0.999, 0.999])
-    assert sampling.choose(cdf, u).tolist() == [1, 0]
+    assert sampler.choose(cdf, u).tolist() == [1, 0]

@@ -2,7 +2,7 @@ import platform
 
 import pytest
 
-from service.memory import map_large_blocks
+from service.ops.memory import map_large_blocks
 
 
 def test_map_large_blocks_changes_nothing_for_a_zero_threshold():

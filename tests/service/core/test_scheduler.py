@@ -8,8 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.engine import Engine, GenerateJob, ScoreJob
-from service.scheduler import Batch, Scheduler
+from service.core import offline
+from service.core.engine import Engine
+from service.core.jobs import GenerateJob, ScoreJob
+from service.core.scheduler import Batch, Scheduler
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +38,8 @@ schedule = st.lists(st.tuples(request, st.integers(0, 6), st.sampled_from([None,
 
 def alone(engine, req):
     if isinstance(req, dict):
-        return engine.generate(**req)
-    return [(s.name, s.logprob, s.per_char, s.in_corpus) for s in engine.score(req)]
+        return offline.generate(engine, **req)
+    return [(s.name, s.logprob, s.per_char, s.in_corpus) for s in offline.score(engine, req)]
 
 
 def outcome(job):
@@ -92,7 +94,7 @@ def test_two_versions_step_side_by_side(loaded_model):
     while not batch.idle:
         batch.step()
     for s, (job, e) in enumerate(zip(jobs, [old, new, old, new])):
-        assert job.outcome() == e.generate(count=12, seed=s)
+        assert job.outcome() == offline.generate(e, count=12, seed=s)
 
 
 def test_a_step_makes_at_most_one_model_call_for_all_requests(loaded_model):
@@ -106,7 +108,7 @@ def test_a_step_makes_at_most_one_model_call_for_all_requests(loaded_model):
             calls.append(len(contexts))
             return self.inner.run(contexts)
 
-    from service.runtime import OnnxRuntime
+    from service.core.runtime import OnnxRuntime
     engine = Engine(loaded_model, cache_rows=0, runtime=Counting(OnnxRuntime(loaded_model)))
     batch = Batch()
     jobs = [GenerateJob(engine, count=5, seed=s, prefix="") for s in range(10)] + [ScoreJob(engine, ["anna", "bob"])]
@@ -120,7 +122,7 @@ def test_a_step_makes_at_most_one_model_call_for_all_requests(loaded_model):
     # all 50 names share the start context '...', which the score rows have too: 1 + 3 + 4 distinct
     assert calls[0] == len({"...", "..a", ".an", "ann", "nna", "..b", ".bo", "bob"})
     for s, job in enumerate(jobs[:10]):
-        assert job.outcome() == engine.generate(count=5, seed=s)
+        assert job.outcome() == offline.generate(engine, count=5, seed=s)
 
 
 def test_a_long_request_does_not_hold_short_ones_back(engines):
@@ -134,7 +136,7 @@ def test_a_long_request_does_not_hold_short_ones_back(engines):
     for _ in range(4):  # joins at the next step and needs at most max_length steps
         batch.step()
     assert short.done and not long.done
-    assert short.outcome() == engine.generate(count=2, seed=2, max_length=4)
+    assert short.outcome() == offline.generate(engine, count=2, seed=2, max_length=4)
 
 
 def test_a_cancelled_request_leaves_at_the_next_step(engines):
@@ -154,7 +156,7 @@ def test_a_cancelled_request_leaves_at_the_next_step(engines):
     while not batch.idle:
         batch.step()
     assert not gone.done
-    assert stay.outcome() == engine.generate(count=7, seed=4, max_length=60, temperature=5.0)
+    assert stay.outcome() == offline.generate(engine, count=7, seed=4, max_length=60, temperature=5.0)
 
 
 def test_scheduler_serves_concurrent_callers_and_drops_an_abandoned_one(engines):
@@ -179,7 +181,7 @@ def test_scheduler_serves_concurrent_callers_and_drops_an_abandoned_one(engines)
 
     reqs, results = asyncio.run(scenario())
     for r, got in zip(reqs, results):
-        assert got == engine.generate(**r)
+        assert got == offline.generate(engine, **r)
 
 
 def test_score_in_chunks_equals_score_at_once(engines, loaded_model):
@@ -203,7 +205,7 @@ def test_score_in_chunks_equals_score_at_once(engines, loaded_model):
 
 
 def test_a_failing_model_fails_its_requests_and_the_scheduler_serves_on(loaded_model):
-    from service.runtime import OnnxRuntime
+    from service.core.runtime import OnnxRuntime
 
     class Flaky:
         def __init__(self, runtime):
@@ -231,4 +233,4 @@ def test_a_failing_model_fails_its_requests_and_the_scheduler_serves_on(loaded_m
 
     failed, ok = asyncio.run(scenario())
     assert [str(e) for e in failed] == ["model failed"] * 3
-    assert ok == engine.generate(count=20, seed=1)
+    assert ok == offline.generate(engine, count=20, seed=1)

@@ -1,4 +1,4 @@
-"""Counter-based random numbers and the sampling rule, vectorised over names.
+"""Counter-based random numbers and the sampling rule: where every character is drawn.
 
 Every name has its own stream: the uniform used for the character at position `step` (counted
 after the prefix) of the name at stream `index` under request seed `seed` is
@@ -6,7 +6,9 @@ after the prefix) of the name at stream `index` under request seed `seed` is
     u(seed, index, step) = splitmix64(splitmix64(splitmix64(seed) ^ index) + (step + 1) * GOLDEN) >> 11, / 2**53
 
 so it depends on nothing but those three integers: not on batching, threads or replicas.
-`uniform` is the scalar twin of `uniforms`; both give bit-identical values.
+`uniform` is the scalar twin of `uniforms`; both give bit-identical values. Likewise a character
+is drawn by `draw_one` (one name, plain Python over flat views of the cache's tables: the lone and
+small requests) or `draw` (a lane's names at once, numpy): the same comparisons on the same numbers.
 """
 from __future__ import annotations
 
@@ -108,3 +110,23 @@ def cdf_rows_each(logp: np.ndarray, temperature: np.ndarray, top_k: np.ndarray) 
         z[z < kth[:, None]] = -np.inf
     np.exp(z, out=z)
     return np.cumsum(z, axis=1, out=z)
+
+
+def draw_one(flat_logp: Sequence[float], flat_cdf: Sequence[float], lo: int, size: int, u: float,
+             temperature: float = 1.0, top_k: int | None = None) -> int:
+    """One name's character: its row is flat_logp[lo:lo + size] (the temperature-1 CDF at the same
+    place of flat_cdf). The draw of `draw` for one row, without numpy on the common path."""
+    if temperature == 1.0 and top_k is None:
+        return choose_one(flat_cdf, u, lo, size)
+    cdf = cdf_rows(np.asarray(flat_logp[lo:lo + size])[None, :], temperature, top_k)  # (1, size)
+    return choose_one(memoryview(cdf[0]), u, 0, size)
+
+
+def draw(logp: np.ndarray, cdf: np.ndarray, rows: np.ndarray, u: np.ndarray, temperature: np.ndarray,
+         top_k: np.ndarray, plain: bool) -> np.ndarray:
+    """Each name's character: its row of the tables `logp` and `cdf` (log-probabilities and
+    temperature-1 CDFs, (rows, V)) is rows[i], its uniform u[i], its parameters temperature[i] and
+    top_k[i] (0: none); plain: every name is at temperature 1 without top_k, so `cdf` is used as it is."""
+    if plain:
+        return choose(cdf[rows], u)  # (n,) character ids
+    return choose(cdf_rows_each(logp[rows], temperature, top_k), u)

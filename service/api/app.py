@@ -10,7 +10,6 @@ import contextlib
 import gc
 import signal
 import time
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,17 +17,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from service import openapi
+from service.api import answers, openapi
 from service.logs import get_logger, setup_logging
-from service.metrics import Metrics
-from service.memory import map_large_blocks
-from service.protocol import REFUSAL
-from service.reload import ModelState, Reloader
-from service.gate import Gate
-from service.routes import router
-from service.scheduler import Scheduler
+from service.ops.metrics import Metrics
+from service.ops.memory import map_large_blocks
+from service.api.protocol import REFUSAL
+from service.ops.reload import ModelState, Reloader
+from service.api.gate import Gate
+from service.api.routes import router
+from service.core.scheduler import Scheduler
 from service.settings import Settings, get_settings
-from service import web
+from service.web import pages as web
 
 log = get_logger("app")
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@+\-]{1,128}\Z")  # a client's X-Request-ID is kept only if plain
@@ -93,23 +92,8 @@ async def lifespan(app: FastAPI):
 
 # ---- errors: always {"detail": [{"field", "message", ...}]} ---------------------------------------
 
-def _field(loc: tuple | list) -> str | None:
-    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header") else \
-        [str(p) for p in loc]
-    if not parts:
-        return "body" if loc and loc[0] == "body" else None
-    return ".".join(parts)
-
-
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    items = []
-    for e in exc.errors():
-        loc = list(e.get("loc", ()))
-        field = "body" if e.get("type") == "json_invalid" else _field(loc)
-        item: dict[str, Any] = {"field": field, "message": e.get("msg", "invalid"), "loc": loc,
-                                "type": e.get("type")}
-        items.append(item)
-    return JSONResponse({"detail": items}, status_code=422)
+    return JSONResponse(answers.invalid(exc.errors()), status_code=422)
 
 
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -118,8 +102,7 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         methods = allowed_methods(request)
         if methods:
             headers = {**(headers or {}), "Allow": ", ".join(methods)}
-    return JSONResponse({"detail": [{"field": None, "message": str(exc.detail)}]}, status_code=exc.status_code,
-                        headers=headers)
+    return JSONResponse(answers.error(str(exc.detail)), status_code=exc.status_code, headers=headers)
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -130,13 +113,13 @@ def allowed_methods(request: Request) -> list[str]:
 
 async def server_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse({"detail": [{"field": None, "message": "internal error"}]}, status_code=500)
+    return JSONResponse(answers.error("internal error"), status_code=500)
 
 
 async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
-    """The client left (or service.protocol closed it for a slow body) before its body arrived: no one
+    """The client left (or service.api.protocol closed it for a slow body) before its body arrived: no one
     reads this answer, but the access log and metrics record a 408 rather than an internal error."""
-    return JSONResponse({"detail": [{"field": "body", "message": "the client disconnected"}]}, status_code=408)
+    return JSONResponse(answers.error("the client disconnected", "body"), status_code=408)
 
 
 def is_json(content_type: bytes) -> bool:
@@ -193,22 +176,21 @@ class RequestMiddleware:
             return message
 
         try:
-            refusal = scope.get(REFUSAL)  # set by service.protocol: headers too large, too many connections
+            refusal = scope.get(REFUSAL)  # set by service.api.protocol: headers too large, too many connections
             if refusal:
                 code, message = refusal
                 headers = {"Connection": "close", **({"Retry-After": "1"} if code == 503 else {})}
                 if code == 503:
                     self.metrics.busy.inc()
-                response = JSONResponse({"detail": [{"field": None, "message": message}]}, status_code=code,
-                                        headers=headers)
+                response = JSONResponse(answers.error(message), status_code=code, headers=headers)
                 await response(scope, receive, send_with_id)
             elif has_body and scope["method"] in ("POST", "PUT", "PATCH") and not is_json(content_type):
-                response = JSONResponse({"detail": [{"field": "content-type", "message": "a request body must be "
-                                                     "JSON (content-type: application/json)"}]}, status_code=415)
+                response = JSONResponse(answers.error("a request body must be JSON (content-type: application/json)",
+                                                      "content-type"), status_code=415)
                 await response(scope, receive, send_with_id)
             elif length is not None and length.isdigit() and int(length) > self.max_body:
-                response = JSONResponse({"detail": [{"field": "body", "message": f"request body larger than "
-                                                     f"{self.max_body} bytes"}]}, status_code=413)
+                response = JSONResponse(answers.error(f"request body larger than {self.max_body} bytes", "body"),
+                                        status_code=413)
                 await response(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive_limited, send_with_id)

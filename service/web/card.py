@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 from urllib.parse import quote
 
 from artifact.manifest import Manifest
-from service.web_files import ReportFile
+from service.web.files import ReportFile
 
 PLOT_CAPTIONS = {  # training/plots.py's file names, in the order the lecture reads them
     "loss": "training loss (log10, mean per 1,000 steps)",

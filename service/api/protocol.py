@@ -11,16 +11,16 @@ bound on header size: 2,000 such connections stayed open indefinitely. Per conne
   with the refusal (scope key REFUSAL), which answers it in the service's error shape and closes the
   connection, so it is logged and counted like any other; headers still arriving past the limit
   (sent slowly) get 431 from here at once.
-uvicorn loads it by name (`http="service.protocol:GuardedProtocol"`), also in each worker process,
+uvicorn loads it by name (`http="service.api.protocol:GuardedProtocol"`), also in each worker process,
 so the limits come from the environment's settings."""
 from __future__ import annotations
 
 import functools
-import json
 from asyncio import TimerHandle
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from service.api import answers
 from service.logs import get_logger
 from service.settings import get_settings
 
@@ -32,7 +32,7 @@ REFUSAL = "namegen.refusal"  # scope key: (status, message) for the app to answe
 
 def canned(status: int, message: str) -> bytes:
     """A complete HTTP/1.1 response in the service's error shape, closing the connection."""
-    body = json.dumps({"detail": [{"field": None, "message": message}]}).encode()
+    body = answers.error_bytes(message)
     return b"".join([STATUS_LINE[status], b"content-type: application/json\r\n",
                      b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n", body])
 

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from artifact import ArtifactError
 from artifact.layout import current_version, version_path
 from artifact.loader import load_version
-from service.engine import Engine
+from service.core import offline
+from service.core.engine import Engine
 from service.logs import get_logger
-from service.metrics import Metrics
+from service.ops.metrics import Metrics
 from service.settings import Settings
 
 log = get_logger("reload")
@@ -72,14 +73,14 @@ class ModelState:
 
 def self_test(engine: Engine) -> None:
     """Refuse an engine whose samples or scores are not sane (on top of the loader's probe check)."""
-    gen = engine.generate(count=16, seed=0, max_length=16)
+    gen = offline.generate(engine, count=16, seed=0, max_length=16)
     if len(gen.names) != 16:
         raise ArtifactError(f"self-test: asked for 16 names, got {len(gen.names)}")
     for name, lp, cut in zip(gen.names, gen.logprobs, gen.cut):
         if not math.isfinite(lp) or lp > 0:
             raise ArtifactError(f"self-test: name {name!r} has log-probability {lp}")
         if not cut:
-            scored = engine.score([name])[0].logprob
+            scored = offline.score(engine, [name])[0].logprob
             if abs(scored - lp) > 1e-6:
                 raise ArtifactError(f"self-test: {name!r} scores {scored} but was generated with {lp}")
 

@@ -8,18 +8,21 @@ name ends; a cancelled request's names leave at the next step. Because each name
 a function of (seed, stream index, step) and each context's row is the same whatever batch
 computed it, no result depends on what else was in the batch.
 
-`Batch` is the synchronous core (the engine's own `generate`/`score` step one on their own);
-`Scheduler` drives one per worker from the event loop.
+`Batch` is the synchronous core (`offline` steps one on its own); `Scheduler` drives one per worker
+from the event loop. The scheduler decides which names step; the model runner (`model_runner`)
+computes their rows and the sampler (`sampler`) draws their characters.
 """
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from service import sampling
+from service.core import sampler
+from service.core.engine import Engine
+from service.core.jobs import ChunksJob, Job, Round, RoundsJob
 from service.logs import get_logger
 
 log = get_logger("scheduler")
@@ -32,26 +35,6 @@ STEP_NAMES = 2048  # names (or /score rows) stepped together at most: bounds one
 STEP_PASSES = 4
 SMALL_STEP = 64  # names a scalar lane holds at most (measured: scalar and numpy cost the same near 128 names)
 SMALL_ROUND = 8  # rounds of up to this many names are turned into strings one by one (cheaper than numpy)
-
-
-class Job(Protocol):
-    """What the scheduler needs of a request (engine.GenerateJob and engine.ScoreJob are the two kinds).
-
-    A "generate" job joins a lane as rounds of names (`next_round`), each round handed back whole
-    (`round_done`); a "score" job gives one chunk of context keys per step (`chunk`) and takes their
-    rows' values (`take`)."""
-
-    kind: str  # "generate" or "score"
-    id: int
-    engine: Any  # the engine (model version) it runs on: one lane per engine
-    weight: int  # names it holds while it runs (the step's room and the gate count these)
-    small: bool  # may run alone, one name at a time, when the batch is otherwise empty
-    done: bool
-    future: Any  # the caller's asyncio future, or None
-
-    def run_alone(self) -> None: ...
-    def fail(self, error: BaseException) -> None: ...
-    def outcome(self) -> Any: ...
 
 
 class Arena:
@@ -95,10 +78,28 @@ class Arena:
         self.free = merged
 
 
+class Joining(NamedTuple):
+    """A round that joins the vectorised lane at its next step."""
+
+    round: Round
+    start: int  # its first arena row (its names hold start:start + round.n)
+
+
+class InArena:
+    """A generate job's round in the vectorised lane."""
+
+    __slots__ = ("job", "start", "left")
+
+    def __init__(self, job: RoundsJob, start: int, left: int):
+        self.job = job
+        self.start = start  # its first arena row
+        self.left = left  # its names not yet ended
+
+
 class Lane:
     """The active names of one model version as parallel arrays, one entry per name."""
 
-    def __init__(self, engine: Any):
+    def __init__(self, engine: Engine):
         self.engine = engine
         self.rows = engine.rows
         self.V = engine.vocab_size
@@ -112,9 +113,9 @@ class Lane:
         self.temp = np.zeros(0)  # temperature
         self.topk = np.zeros(0, dtype=np.int64)  # top_k, 0 for none
         self.plain = True  # every active name samples at temperature 1 without top_k
-        self.joining: list[tuple] = []
-        self.rounds: dict[int, tuple[Job, int, int]] = {}  # job id -> (job, arena start, names left)
-        self.scores: list[Job] = []
+        self.joining: list[Joining] = []
+        self.rounds: dict[int, InArena] = {}  # by job id
+        self.scores: list[ChunksJob] = []
 
     @property
     def idle(self) -> bool:
@@ -129,8 +130,8 @@ class Lane:
         r = job.next_round()
         start = self.arena.alloc(r.n, r.steps)
         self.arena.owner[start:start + r.n] = job.id
-        self.rounds[job.id] = (job, start, r.n)
-        self.joining.append((r.n, r, start))
+        self.rounds[job.id] = InArena(job, start, r.n)
+        self.joining.append(Joining(r, start))
 
     def remove(self, job: Job) -> None:
         """Drop a job's names (a cancelled request): they take no further step."""
@@ -141,15 +142,15 @@ class Lane:
         entry = self.rounds.pop(job.id, None)
         if entry is None:
             return
-        start = entry[1]
-        self.joining = [j for j in self.joining if j[2] != start]
+        start = entry.start
+        self.joining = [j for j in self.joining if j.start != start]
         self._keep(self.arena.owner[self.slot] != job.id)
         self.arena.release(start, job.round.n)
 
     def _join(self) -> None:
         parts = self.joining
         self.joining = []
-        rs = [p[1] for p in parts]
+        rs = [p.round for p in parts]
         n = [r.n for r in rs]
 
         single = all(k == 1 for k in n)
@@ -161,13 +162,13 @@ class Lane:
         self.pos = np.concatenate([self.pos, np.zeros(sum(n), np.int64)])
         self.limit = np.concatenate([self.limit, each([r.steps for r in rs], np.int64)])
         self.acc = np.concatenate([self.acc, each([r.base for r in rs], np.float64)])
-        starts = each([p[2] for p in parts], np.int64)
+        starts = each([p.start for p in parts], np.int64)
         slots = starts if single else starts + np.arange(len(starts)) - np.repeat(np.cumsum(n) - n, n)
         self.slot = np.concatenate([self.slot, slots])
         # Every joining name's uniforms for all its steps, drawn once here for all of them.
         steps = max(r.steps for r in rs)
         skeys = rs[0].skeys if len(rs) == 1 else np.concatenate([r.skeys for r in rs])
-        self.arena.u[slots, :steps] = sampling.uniforms(skeys, steps).T
+        self.arena.u[slots, :steps] = sampler.uniforms(skeys, steps).T
         self.temp = np.concatenate([self.temp, each([r.temperature for r in rs], np.float64)])
         self.topk = np.concatenate([self.topk, each([r.top_k for r in rs], np.int64)])
         self.plain = self.plain and all(r.temperature == 1.0 and not r.top_k for r in rs)
@@ -204,12 +205,9 @@ class Lane:
         return finished
 
     def _draw(self, logp: np.ndarray, cdf_table: np.ndarray, rows: np.ndarray) -> list[Job]:
-        if self.plain:
-            cdf = cdf_table[rows]  # (n, V)
-        else:
-            cdf = sampling.cdf_rows_each(logp[rows], self.temp, self.topk)
         arena = self.arena
-        c = sampling.choose(cdf, arena.u[self.slot, self.pos])  # (n,) character ids
+        c = sampler.draw(logp, cdf_table, rows, arena.u[self.slot, self.pos], self.temp, self.topk,
+                         self.plain)  # (n,) character ids
         self.acc += logp[rows, c]
         arena.chars[self.slot, self.pos] = c
         self.pos += 1
@@ -224,18 +222,18 @@ class Lane:
             for job_id in arena.owner[slots].tolist():
                 counts[job_id] = counts.get(job_id, 0) + 1
             for job_id, k in counts.items():
-                job, start, left = self.rounds[job_id]
-                if left > k:
-                    self.rounds[job_id] = (job, start, left - k)
-                elif self._round_done(job, start):
-                    finished.append(job)
+                entry = self.rounds[job_id]
+                if entry.left > k:
+                    entry.left -= k
+                elif self._round_done(entry.job, entry.start):
+                    finished.append(entry.job)
             keep = ~end
             c = c[keep]
             self._keep(keep)
         self.key = self.key % self.tail * self.V + c
         return finished
 
-    def _round_done(self, job: Job, start: int) -> bool:
+    def _round_done(self, job: RoundsJob, start: int) -> bool:
         """A job's names of this round have all ended: hand them over; True when the job is done
         (else its next round joins at the next step)."""
         del self.rounds[job.id]
@@ -265,24 +263,53 @@ class Lane:
         return text.split("\n")[:-1]
 
 
+class SmallRound:
+    """A generate job's round in the scalar lane: its names' results, filled in as they end."""
+
+    __slots__ = ("job", "names", "logprobs", "cut", "left")
+
+    def __init__(self, job: RoundsJob, n: int):
+        self.job = job
+        self.names = [""] * n
+        self.logprobs = [0.0] * n
+        self.cut = [False] * n
+        self.left = n  # its names not yet ended
+
+
+class Walker:
+    """One active name of the scalar lane."""
+
+    __slots__ = ("round", "index", "key", "stream", "step", "steps", "logprob", "chars", "temperature", "top_k")
+
+    def __init__(self, round: SmallRound, index: int, key: int, stream: int, steps: int, logprob: float,
+                 temperature: float, top_k: int | None):
+        self.round = round
+        self.index = index  # its place in the round
+        self.key = key  # its context key
+        self.stream = stream  # its stream key
+        self.step = 0  # characters drawn
+        self.steps = steps  # characters it may draw
+        self.logprob = logprob  # so far, the prefix's included
+        self.chars: list[int] = []  # character ids drawn (the end not included)
+        self.temperature = temperature
+        self.top_k = top_k
+
+
 class SmallLane:
     """The names of small generate jobs of one model version, stepped in plain Python: for a few
     names a step of dictionary lookups and bisections over flat views of the cache's tables costs
     less than the vectorised lane's fixed numpy calls. The misses of a step are still computed in one
-    model call. Each name draws exactly as `Engine.walk` (the same arithmetic as the vectorised
-    lane's; the tests check both against a reference loop)."""
+    model call. Each name draws with `sampler.draw_one`, as `Engine.walk` does (the tests check
+    both lanes against a reference loop)."""
 
-    def __init__(self, engine: Any):
+    def __init__(self, engine: Engine):
         self.engine = engine
         self.rows = engine.rows
         self.V = engine.vocab_size
         self.tail = self.V ** (engine.block_size - 1)
-        # One list per active name: [its round's entry in `rounds`, index in the round, context
-        # key, stream key, steps drawn, steps allowed, log-probability so far, character ids drawn,
-        # temperature 1 without top_k]
-        self.names: list[list] = []
-        self.rounds: dict[int, list] = {}  # job id -> [job, names, logprobs, cut, names left]
-        self.scores: list[Job] = []  # (always empty: /score jobs run in the vectorised lane)
+        self.names: list[Walker] = []
+        self.rounds: dict[int, SmallRound] = {}  # by job id
+        self.scores: list[ChunksJob] = []  # (always empty: /score jobs run in the vectorised lane)
 
     @property
     def idle(self) -> bool:
@@ -291,25 +318,24 @@ class SmallLane:
     def __len__(self) -> int:
         return len(self.names)
 
-    def add(self, job: Job) -> None:
+    def add(self, job: RoundsJob) -> None:
         r = job.next_round()
-        entry = self.rounds[job.id] = [job, [""] * r.n, [0.0] * r.n, [False] * r.n, r.n]
-        plain = job.temperature == 1.0 and job.top_k is None
+        entry = self.rounds[job.id] = SmallRound(job, r.n)
         for i, stream in enumerate(r.skeys.tolist()):
-            self.names.append([entry, i, r.start_key, stream, 0, r.steps, r.base, [], plain])
+            self.names.append(Walker(entry, i, r.start_key, stream, r.steps, r.base, job.temperature, job.top_k))
 
-    def remove(self, job: Job) -> None:
+    def remove(self, job: RoundsJob) -> None:
         if self.rounds.pop(job.id, None) is not None:
-            self.names = [w for w in self.names if w[0][0] is not job]
+            self.names = [w for w in self.names if w.round.job is not job]
 
     def step(self) -> list[Job]:
         V, tail, rows, cache = self.V, self.tail, self.rows, self.rows.cache
         where = []  # per name: (flat log-probabilities, flat CDFs, offset of its row)
         missing: dict[int, int] = {}
         for w in self.names:
-            row = cache.row(w[2]) if cache is not None else None
+            row = cache.row(w.key) if cache is not None else None
             if row is None:
-                missing.setdefault(w[2], len(missing))
+                missing.setdefault(w.key, len(missing))
                 where.append(None)
             else:
                 where.append((cache.flat_logp, cache.flat_cdf, row * V))
@@ -317,34 +343,29 @@ class SmallLane:
             logp_t, cdf_t, found = rows.add(np.fromiter(missing, np.int64, len(missing)))
             flat_logp, flat_cdf = memoryview(logp_t.reshape(-1)), memoryview(cdf_t.reshape(-1))
             found = found.tolist()
-            where = [t if t is not None else (flat_logp, flat_cdf, found[missing[w[2]]] * V)
+            where = [t if t is not None else (flat_logp, flat_cdf, found[missing[w.key]] * V)
                      for t, w in zip(where, self.names)]
-        uniform, choose_one, vocab = sampling.uniform, sampling.choose_one, self.engine.vocab
+        uniform, draw_one, vocab = sampler.uniform, sampler.draw_one, self.engine.vocab
         finished, keep = [], []
         for w, (flat_logp, flat_cdf, lo) in zip(self.names, where):
-            if w[8]:
-                c = choose_one(flat_cdf, uniform(w[3], w[4]), lo, V)
-            else:
-                job = w[0][0]
-                cdf = sampling.cdf_rows(np.asarray(flat_logp[lo:lo + V])[None, :], job.temperature, job.top_k)
-                c = choose_one(memoryview(cdf[0]), uniform(w[3], w[4]), 0, V)
-            w[6] += flat_logp[lo + c]
-            w[4] += 1
-            if c and w[4] < w[5]:
-                w[7].append(c)
-                w[2] = w[2] % tail * V + c
+            c = draw_one(flat_logp, flat_cdf, lo, V, uniform(w.stream, w.step), w.temperature, w.top_k)
+            w.logprob += flat_logp[lo + c]
+            w.step += 1
+            if c and w.step < w.steps:
+                w.chars.append(c)
+                w.key = w.key % tail * V + c
                 keep.append(w)
                 continue
             if c:
-                w[7].append(c)
-            entry, i = w[0], w[1]
-            entry[1][i] = "".join([vocab[k] for k in w[7]])
-            entry[2][i], entry[3][i] = w[6], c != 0
-            entry[4] -= 1
-            if not entry[4]:
-                job = entry[0]
+                w.chars.append(c)
+            entry, i = w.round, w.index
+            entry.names[i] = "".join([vocab[k] for k in w.chars])
+            entry.logprobs[i], entry.cut[i] = w.logprob, c != 0
+            entry.left -= 1
+            if not entry.left:
+                job = entry.job
                 del self.rounds[job.id]
-                job.round_done(entry[1], entry[2], entry[3])
+                job.round_done(entry.names, entry.logprobs, entry.cut)
                 if job.done:
                     finished.append(job)
                 else:
@@ -405,7 +426,7 @@ class Batch:
             try:
                 done = lane.step()
             except Exception as e:  # e.g. the model failed: every job of this lane fails with it
-                for job in [r[0] for r in lane.rounds.values()] + lane.scores:
+                for job in [r.job for r in lane.rounds.values()] + lane.scores:
                     job.fail(e)
                     finished.append(job)
                     self.running -= job.weight
@@ -493,7 +514,7 @@ class Scheduler:
                 finished = batch.step()
             except Exception as e:  # a bug, not a model error (those fail their lane's jobs): fail everything, keep serving
                 log.exception("scheduler step failed")
-                finished = [*batch.waiting, *[r[0] for lane in batch.lanes.values() for r in lane.rounds.values()],
+                finished = [*batch.waiting, *[r.job for lane in batch.lanes.values() for r in lane.rounds.values()],
                             *[job for lane in batch.lanes.values() for job in lane.scores]]
                 for job in finished:
                     job.fail(e)

@@ -2,7 +2,7 @@
 declared as text, and a 405 lists every method of the path."""
 from fastapi.testclient import TestClient
 
-from service.app import create_app
+from service.api.app import create_app
 
 
 def doc_for(settings):

@@ -1,8 +1,8 @@
 """The context cache: exact rows, and what a full dictionary cache keeps when it starts afresh."""
 import numpy as np
 
-from service.cache import DictCache, ModelRows
-from service.runtime import OnnxRuntime
+from service.core.model_runner import DictCache, ModelRows
+from service.core.runtime import OnnxRuntime
 
 
 def rows_for(keys, vocab=4):

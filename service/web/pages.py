@@ -1,7 +1,7 @@
 """Pages for people: the playground at `/` (calls /generate from the browser) and the served
 version's model card at `/model/card`, with the static files both need and the headers a page needs.
 
-Everything ships inside the package (service/web_static/); nothing is fetched from elsewhere. The
+Everything ships inside the package (service/web/static/); nothing is fetched from elsewhere. The
 playground's limits and defaults come from GenerateRequest and the settings, filled into the page
 when it is served, so they are written down once. Pages read the engine reference once per request,
 so after a hot reload they show the new version.
@@ -18,9 +18,9 @@ from string import Template
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
-from service.schemas import GenerateRequest
-from service.web_card import render_card
-from service.web_files import Catalogs
+from service.api.schemas import GenerateRequest
+from service.web.card import render_card
+from service.web.files import Catalogs
 
 router = APIRouter(include_in_schema=False)
 
@@ -42,7 +42,7 @@ class StaticFile:
 def _load_static() -> tuple[dict[str, StaticFile], dict[str, Template]]:
     """Read the package's static files and page templates once, at import."""
     files, templates = {}, {}
-    for entry in resources.files("service").joinpath("web_static").iterdir():
+    for entry in resources.files("service.web").joinpath("static").iterdir():
         if entry.name.endswith(".html"):
             templates[entry.name] = Template(entry.read_text(encoding="utf-8"))
         elif (suffix := entry.name[entry.name.rfind("."):]) in STATIC_TYPES:
@@ -56,7 +56,7 @@ CATALOGS = Catalogs()
 
 
 def install(app: FastAPI) -> None:
-    """Add the pages and the headers to an app (called by service.app.create_app)."""
+    """Add the pages and the headers to an app (called by service.api.app.create_app)."""
     app.include_router(router)
     app.add_middleware(PageHeaders, skip=frozenset(p for p in (app.docs_url, app.redoc_url,
                                                                app.swagger_ui_oauth2_redirect_url) if p))

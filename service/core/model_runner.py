@@ -13,8 +13,8 @@ import threading
 
 import numpy as np
 
-from service import sampling
-from service.runtime import Runtime
+from service.core import sampler as sampling
+from service.core.runtime import Runtime
 
 RUN_CHUNK = 512  # rows per model call: bounds the temporaries of one call (and onnxruntime's arena)
 WARM_CHUNK = 1024  # contexts per model call while warming the cache

@@ -1,7 +1,6 @@
 """HTTP routes: parse, take the engine reference once, run the job through the worker's scheduler."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,11 +8,13 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.engine import Engine, GenerateJob, ScoreJob
-from service.gate import Abandoned, run_job
-from service.metrics import Metrics
-from service.parsing import check_generate, generate_request, json_body, query_parameters, score_request
-from service.schemas import (
+from service.api import answers
+from service.core.engine import Engine
+from service.core.jobs import GenerateJob, ScoreJob
+from service.api.gate import Abandoned, run_job
+from service.ops.metrics import Metrics
+from service.api.parsing import check_generate, generate_request, json_body, query_parameters, score_request
+from service.api.schemas import (
     ErrorResponse, GenerateQuery, GenerateRequest, GenerateResponse, NotReadyResponse, ReadyResponse, ScoreRequest,
     ScoreResponse,
 )
@@ -27,7 +28,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
                                                  "(see Retry-After)"},
 }
 GONE = 499  # the status logged for a request whose client went away (nginx's convention)
-JSON_BOOL = {True: "true", False: "false"}
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,7 @@ async def generate(request: Request) -> Response:
     except Abandoned:
         return Response(status_code=GONE)
     s.metrics.names.inc(len(gen.names))
-    quote = json.dumps if engine.json_chars_escaped else (lambda name: f'"{name}"')
-    items = ",".join([f'{{"name":{quote(n)},"logprob":{lp!r},"novel":{JSON_BOOL[nv]},"cut":{JSON_BOOL[c]}}}'
-                      for n, lp, nv, c in zip(gen.names, gen.logprobs, gen.novel, gen.cut)])
-    # Written as text: half the cost of json.dumps over a dict per name (floats repr the same way).
-    return Response(f'{{"model":{engine.json_model},"seed":{seed},"requested":{gen.requested},'
-                    f'"exhausted":{JSON_BOOL[gen.exhausted]},"names":[{items}]}}', media_type="application/json")
+    return Response(answers.generated(engine, seed, gen), media_type="application/json")
 
 
 @router.post("/generate", response_model=GenerateResponse, responses=ERRORS,
@@ -97,52 +92,30 @@ async def score(request: Request) -> Response:
     except Abandoned:
         return Response(status_code=GONE)
     s.metrics.scored.inc(len(body.names))
-    head = f'{{"model":{engine.json_model},"scores":'
 
     async def answer():  # streamed a piece at a time, each written on the event loop when sent
-        yield head.encode()
-        for piece in job.json_pieces(body.per_char):
-            yield piece.encode()
-        yield b"}"
+        for piece in answers.scored(job, body.per_char):
+            yield piece
     return StreamingResponse(answer(), media_type="application/json")
 
 
 @router.get("/healthz", summary="The process is alive")
 async def healthz() -> dict:
-    return {"status": "ok"}
+    return answers.ALIVE
 
 
 @router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": NotReadyResponse}},
             summary="200 only when a validated model is loaded (and any refused newer version, by reason code)")
 async def readyz(request: Request) -> Response:
     state = request.app.state.model
-    if state.engine is None:  # a reason code and the version tried; the details are in the log
-        reason = state.reason or "loading"
-        return JSONResponse({"detail": [{"field": None, "message": f"not ready: {reason}"}],
-                             "reason": reason, "version": state.refused_version},
-                            status_code=503, headers={"Retry-After": "2"})
-    return JSONResponse({"status": "ready", "model": {"name": state.engine.name, "version": state.engine.version},
-                         "reload": reload_state(state)})
-
-
-def reload_state(state) -> dict:
-    """A refused version and its reason code (null when none): what clients may know of a reload."""
-    return {"refused": state.refused_version, "reason": state.reason}
+    if state.engine is None:
+        return JSONResponse(answers.not_ready(state), status_code=503, headers={"Retry-After": "2"})
+    return JSONResponse(answers.ready(state))
 
 
 @router.get("/model", responses={503: {"model": ErrorResponse}}, summary="The served model's manifest summary")
 async def model(request: Request) -> dict:
-    s = served(request)
-    state = request.app.state.model
-    m = s.engine.model.manifest
-    arch = dict(m.architecture)
-    return {
-        "name": m.name, "version": m.version, "created": m.created,
-        "vocab": m.vocab, "vocab_size": len(m.vocab), "block_size": m.block_size,
-        "parameters": {k: v for k, v in arch.items() if "param" in k},
-        "architecture": arch, "metrics": m.metrics, "health": m.health, "corpus": m.corpus,
-        "reload": reload_state(state),
-    }
+    return answers.model_summary(served(request).engine, request.app.state.model)
 
 
 @router.get("/metrics", summary="Prometheus metrics (text format)")

@@ -5,8 +5,9 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import NAME, metric
 
-from service import engine as engine_module
-from service.app import create_app
+from service.api import answers
+from service.core import offline
+from service.api.app import create_app
 
 
 def field_errors(r):
@@ -359,14 +360,14 @@ def test_score_rejects_bad_json_like_generate(client, body):
 def test_score_streams_the_bytes_of_one_json_document(client, monkeypatch, per_char):
     """The answer, streamed a few names a piece, is byte for byte the compact JSON of the whole
     response written at once (keys in schema order, floats as repr)."""
-    monkeypatch.setattr(engine_module, "SCORE_PIECE", 2)
+    monkeypatch.setattr(answers, "SCORE_PIECE", 2)
     names = ["emma", "", "zqxv", "a" * 64, "anna"]
     r = client.post("/score", json={"names": names, "per_char": per_char})
     assert r.status_code == 200
     engine = client.app.state.model.engine
     scores = [{"name": s.name, "logprob": s.logprob, "in_corpus": s.in_corpus}
               | ({"per_char": [{"char": c, "logprob": v} for c, v in s.per_char]} if per_char else {})
-              for s in engine.score(names)]
+              for s in offline.score(engine, names)]
     whole = {"model": {"name": engine.name, "version": engine.version}, "scores": scores}
     assert r.content == json.dumps(whole, separators=(",", ":")).encode()
     assert r.headers["content-type"] == "application/json"

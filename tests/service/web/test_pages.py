@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from artifact.manifest import MANIFEST_FILE, Manifest
 from artifact.registry import current_version, version_path
-from service.app import create_app
-from service.web_files import build_catalog
+from service.api.app import create_app
+from service.web.files import build_catalog
 from service_helpers import NAME, make_version, wait_until
 from web_helpers import PageParts, expected_metrics
 
@@ -104,7 +104,7 @@ def test_card_shows_every_report_plot_the_manifest_lists(client, manifest, versi
 
 
 def test_card_names_the_teacher_of_a_distilled_student(loaded_model):
-    from service.web_card import render_card
+    from service.web.card import render_card
 
     m = Manifest.from_dict({**loaded_model.manifest.to_dict(), "teacher": {
         "name": "names", "version": "20261125T133006Z-72d274", "val": 1.9631, "members": 2,
@@ -204,13 +204,14 @@ def test_card_shows_the_new_version_after_a_reload(registry, settings_for):
 
 
 def test_every_web_file_ships_in_a_non_editable_install():
-    """pyproject's package-data must cover service/web_static/*, or an installed service has no pages."""
+    """pyproject's package-data must cover service/web/static/*, or an installed service has no pages."""
     import fnmatch
     import tomllib
 
     from service_helpers import ROOT
-    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["service"]
-    files = [p.relative_to(ROOT / "service").as_posix() for p in (ROOT / "service" / "web_static").iterdir()]
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["service.web"]
+    web = ROOT / "service" / "web"
+    files = [p.relative_to(web).as_posix() for p in (web / "static").iterdir()]
     assert files and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files)
 
 
