@@ -12,7 +12,7 @@ def main() -> None:
     setup_logging(settings.log_format, settings.log_level)
     options = dict(host=settings.host, port=settings.port, log_config=None, access_log=False,
                    log_level=settings.log_level, timeout_graceful_shutdown=30,
-                   # slow clients and the connection cap: see service/protocol.py
+                   # slow clients and the connection cap: see service/api/protocol.py
                    http="service.api.protocol:GuardedProtocol", timeout_keep_alive=settings.keep_alive)
     if settings.workers > 1:
         # Several processes: each worker imports the factory and reads the environment itself.

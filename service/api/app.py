@@ -66,7 +66,7 @@ def create_app_from_env() -> FastAPI:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
-    map_large_blocks(settings.mmap_threshold)  # before the model's tables: see service/memory.py
+    map_large_blocks(settings.mmap_threshold)  # before the model's tables: see service/ops/memory.py
     app.state.scheduler = Scheduler()
     app.state.scheduler.start()
     reloader = Reloader(settings, app.state.model, app.state.metrics)

@@ -14,8 +14,9 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
+from service.core.jobs import Job
+from service.core.scheduler import Scheduler
 from service.ops.metrics import Metrics
-from service.core.scheduler import Job, Scheduler
 
 SHED_PAUSE = 0.25  # seconds a refused request waits before its 503
 WATCH_WEIGHT = 8  # jobs of at least this weight stop when their client goes away (smaller ones end within a few steps)

@@ -1,5 +1,5 @@
 """Request and response bodies. Limits that depend on settings or on the loaded model (count and
-max_length maxima, the vocabulary, top_k's maximum) are checked in service/parsing.py, with the same
+max_length maxima, the vocabulary, top_k's maximum) are checked in service/api/parsing.py, with the same
 422 error shape naming the field."""
 from __future__ import annotations
 

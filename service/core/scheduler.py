@@ -123,7 +123,7 @@ class Lane:
 
     # ---- joining and leaving -------------------------------------------------------------------
 
-    def add(self, job: Job) -> None:
+    def add(self, job: RoundsJob | ChunksJob) -> None:
         if job.kind == "score":
             self.scores.append(job)
             return
@@ -133,7 +133,7 @@ class Lane:
         self.rounds[job.id] = InArena(job, start, r.n)
         self.joining.append(Joining(r, start))
 
-    def remove(self, job: Job) -> None:
+    def remove(self, job: RoundsJob | ChunksJob) -> None:
         """Drop a job's names (a cancelled request): they take no further step."""
         if job.kind == "score":
             if job in self.scores:

@@ -1,4 +1,4 @@
-"""Slow clients and too many connections, against a real `python -m service` (service/protocol.py)."""
+"""Slow clients and too many connections, against a real `python -m service` (service/api/protocol.py)."""
 import json
 import os
 import socket

@@ -72,3 +72,22 @@ def test_cdf_rows_tiny_temperature_is_greedy_not_nan():
     assert np.isfinite(cdf).all()
     u = np.array([0.999, 0.999])
     assert sampler.choose(cdf, u).tolist() == [1, 0]
+
+
+def test_draw_one_draws_what_draw_draws_for_each_row():
+    """The scalar lane and the lone walk (draw_one over a flat table) and the vectorised lane (draw)
+    pick the same character for every row, parameters and uniform, plain or not."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(6, 27)) * 3
+    logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))  # (6, 27)
+    cdf = sampler.cdf_rows(logp, 1.0, None)  # (6, 27) the tables' temperature-1 CDFs
+    flat_logp, flat_cdf = memoryview(logp.reshape(-1)), memoryview(cdf.reshape(-1))
+    rows = np.array([5, 0, 3, 3, 1, 2])
+    for temperature, top_k in [(1.0, None), (0.7, None), (1.0, 3), (1.6, 5), (5e-324, None)]:
+        plain = temperature == 1.0 and top_k is None
+        for u in rng.random((20, len(rows))):
+            drawn = sampler.draw(logp, cdf, rows, u, np.full(len(rows), temperature),
+                                 np.full(len(rows), top_k or 0), plain)
+            alone = [sampler.draw_one(flat_logp, flat_cdf, r * 27, 27, ui, temperature, top_k)
+                     for r, ui in zip(rows.tolist(), u.tolist())]
+            assert drawn.tolist() == alone
