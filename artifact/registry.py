@@ -11,12 +11,14 @@ leaves CURRENT naming a complete version; its leftovers are dot-prefixed and rem
 publish. Every writer of one name (publish, rollback, prune) holds an flock on `<root>/<name>/.lock`
 (released by the kernel when a process dies), so the next one knows any temp directory it finds is stale.
 
-The quality gate compares a new version with the BEST version published on the same corpus (its
-selection, sha256 and split seed), not only the current one, so a series of retrains cannot drift down
-by the tolerance each time. A model whose files hash the same as an existing version's is not
-republished. A name serves one corpus selection and one vocabulary: a model of another (girls' names
-under the all-names model's name, a capitalised file's vocabulary) is refused unless new_corpus, since
-it would silently replace what every client of that name asks for.
+The quality gate compares a new version with the BEST version published on the same corpus (the same
+names, by sha256, and split seed: so a girls' model is never measured against an all-names one), not
+only the current one, so a series of retrains cannot drift down by the tolerance each time. A model
+whose files hash the same as an existing version's is not republished. A name serves one corpus
+selection and one vocabulary: a model of another corpus (girls' names under the all-names model's
+name) or vocabulary (a capitalised file's) is refused unless new_corpus, since it would silently
+replace what every client of that name asks for. New data of the same selection (a retrain) is not
+another corpus, and neither is a file holding exactly the served corpus's names.
 """
 from __future__ import annotations
 
@@ -264,15 +266,16 @@ def _identical_message(name: str, version: str, current: str | None) -> str:
 
 
 def _corpus_key(m: Manifest) -> tuple:
-    return json.dumps(m.selection, sort_keys=True), m.corpus["sha256"], m.corpus["seed"]
+    return m.corpus["sha256"], m.corpus["seed"]
 
 
 def _same_corpus_kind(new: Manifest, served: Manifest, name: str) -> None:
-    """Refuse a model of another corpus selection or vocabulary under a name that already serves one."""
-    if new.selection == served.selection and new.vocab == served.vocab:
+    """Refuse a model of another corpus or vocabulary under a name that already serves one."""
+    same_corpus = new.selection == served.selection or new.corpus["sha256"] == served.corpus["sha256"]
+    if same_corpus and new.vocab == served.vocab:
         return
-    what = (f"corpus {new.description!r} (it serves {served.description!r})" if new.selection != served.selection
-            else f"vocabulary {new.vocab!r} (it serves {served.vocab!r})")
+    what = (f"corpus, {new.description!r} (it serves {served.description!r})" if not same_corpus
+            else f"vocabulary, {new.vocab!r} (it serves {served.vocab!r})")
     raise ArtifactError(f"{name} serves version {served.version}; this model has another {what}: publish it "
                         f"under another --name, or pass --new-corpus to replace what {name} serves")
 

@@ -194,6 +194,9 @@ def train_and_publish(cfg: config.RunConfig, out: Path, args: argparse.Namespace
             if (d / rundir.DIAGNOSTICS).is_file():
                 write_run_plots(d)
         print("\n".join(recipe.summary(metrics)))
+        health = rundir.read_json(out / rundir.DIAGNOSTICS)["health"]
+        print("\n".join([f"health: WARNING: {w['message']}" for w in health["warnings"]]
+                        or ["health: no diagnostic raised a warning"]))
         print(f"wrote {out}/{rundir.MODEL}, {rundir.METRICS}, {rundir.DIAGNOSTICS}, {rundir.PLOTS}/")
     if args.publish:
         shipped = recipe.shipped_run(out)

@@ -379,6 +379,7 @@ def finish(run_dir: Path, model: NameMLP, cfg: TrainConfig, splits: Splits, hist
         "update_ratio": {"steps": history["update_steps"], "log10": history["update_log10"]},
         "loss_curve": {"chunk": chunk, "log10_loss": diagnostics.loss_curve(history["losses"], chunk)},
         "health": diagnostics.health(history["initial_loss"], model.config.vocab_size,
-                                     history["snapshots"][0], history["update_log10"]),
+                                     history["snapshots"][0], history["update_log10"],
+                                     train_loss=best["train"], val_loss=best["val"]),
     }
     return rundir.finish(run_dir, model, metrics, report)
