@@ -170,8 +170,9 @@ def train_and_publish(cfg: config.RunConfig, out: Path, args: argparse.Namespace
                   f"--force-train trains anyway)")
             return 0
     data_info = corpus_info(corpus, cfg.data, splits)
-    finished = False
+    finished, again = False, f"namegen-train train --out {out} --resume"
     if resume == "auto":
+        again = "the same command again"
         resume, finished = "no", False
         if not args.force_train and same_run(out, wanted, data_info):
             finished = (out / rundir.METRICS).is_file()
@@ -186,7 +187,7 @@ def train_and_publish(cfg: config.RunConfig, out: Path, args: argparse.Namespace
             metrics = recipe.train(out, model_config, cfg.train, splits, data_info, resume=resume == "yes",
                                    progress=progress, preset=cfg.preset)
         except TrainingInterrupted as e:
-            print(f"namegen-train: {e}; run the same command again to continue", file=sys.stderr)
+            print(f"namegen-train: {e}; continue with: {again}", file=sys.stderr)
             return 130
         from training.plots import write_run_plots  # matplotlib: only once a run is done
 
