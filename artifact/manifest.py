@@ -36,7 +36,7 @@ class Manifest:
     architecture: dict  # the model config, plus parameter counts (unfolded, folded)
     training: dict  # the train config
     corpus: dict  # {source, sha256, seed, sizes, selection, description}: what the quality gate compares
-    metrics: dict  # {train, val, test, statistics, running, calibrated, ...}
+    metrics: dict  # {train, val, test, steps, seconds, members: [{seed, train, val, test, statistics, ...}], verification}
     health: dict  # {ok, warnings} from the diagnostics
     files: dict  # {relative posix path: sha256} for every file of the version but manifest.json
     probe: list  # [{"context": [ints], "logprobs": [floats]}] from the unfolded eval-mode torch model
@@ -78,6 +78,8 @@ class Manifest:
         if missing:
             raise ArtifactError(f"manifest: missing field(s) {', '.join(missing)}")
         m = cls(**{n: d[n] for n in names if n in d})  # unknown extra keys are ignored
+        if isinstance(m.metrics, dict) and isinstance(m.training, dict):
+            m.metrics = members_listed(m.metrics, m.training)
         m.validate()
         return m
 
@@ -170,6 +172,16 @@ def hash_files(directory: str | Path) -> dict[str, str]:
     root = Path(directory)
     return {p.relative_to(root).as_posix(): sha256_file(p)
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST_FILE}
+
+
+def members_listed(metrics: dict, training: dict) -> dict:
+    """Metrics in the one schema, a `members` list beside the model's figures. Older manifests listed
+    members only for an ensemble, and kept a single model's BatchNorm statistics beside its figures."""
+    old = ("statistics", "running", "calibrated")
+    members = metrics.get("members")
+    if not isinstance(members, list):
+        members = [{"seed": training.get("seed"), **{k: metrics.get(k) for k in ("train", "val", "test", *old)}}]
+    return {**{k: v for k, v in metrics.items() if k not in old}, "members": members}
 
 
 def _check(ok: bool, message: str) -> None:

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "then the flags below.")
     train.add_argument("--preset", help=f"model and recipe: {', '.join(config.RECIPES)} "
                                         f"(default {config.DEFAULT_PRESET}, or the config file's)")
-    train.add_argument("--config", metavar="FILE.toml", help="TOML file with preset, [model], [train], [data]")
+    train.add_argument("--config", metavar="FILE.toml", help="TOML file with preset, [model], [train], [recipe], [data]")
     train.add_argument("--data", metavar="PATH", dest="data_path", help=config.help_text("data", "path"))
     train.add_argument("--year", type=int, metavar="N", dest="data_year", help=config.help_text("data", "year"))
     train.add_argument("--last-year", type=int, metavar="N", dest="data_last_year",
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=config.help_text("data", "keep_case"))
     train.add_argument("--split-seed", type=int, metavar="N", dest="data_seed", help=config.help_text("data", "seed"))
     train.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<preset>)")
-    for section in ("model", "train"):
+    for section in ("model", "train", "recipe"):
         group = train.add_argument_group(f"{section} settings (override the preset and config file)")
         for f in config.fields(section):
             kind = config.field_type(f)
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def overrides(args: argparse.Namespace) -> dict[str, dict]:
-    """The flags given on the command line, as {"model": {...}, "train": {...}, "data": {...}}."""
-    given: dict[str, dict] = {"model": {}, "train": {}, "data": {}}
+    """The flags given on the command line, as {"model": {...}, "train": {...}, "recipe": {...}, "data": {...}}."""
+    given: dict[str, dict] = {section: {} for section in config.SECTIONS}
     for key, value in vars(args).items():
         section, _, name = key.partition("_")
         if section in given and value is not None:
@@ -110,8 +110,6 @@ def overrides(args: argparse.Namespace) -> dict[str, dict]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from training import recipe  # torch: only when training
-
     given = overrides(args)
     if args.resume:
         if args.out is None:
@@ -119,6 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.preset or args.config or any(given.values()):
             raise ConfigError("--resume continues with the run's saved configuration; drop the other settings")
         cfg, saved = config.from_run_dir(args.out)
+        from training import recipe  # torch: only when training
+
         if not recipe.has_checkpoint(Path(args.out)):
             raise ConfigError(f"{args.out}: no checkpoint to resume from")
     else:
@@ -160,7 +160,7 @@ def train_and_publish(cfg: config.RunConfig, out: Path, args: argparse.Namespace
     print(f"{name}: corpus: {corpus.description()}{case_note(corpus)}")
     splits = make_splits(corpus, cfg.model.block_size, cfg.data.seed)
     model_config = replace(cfg.model, vocab_size=splits.vocab.size)
-    wanted = {"model": model_config.to_dict(), "train": cfg.train.to_dict()}
+    wanted = {"model": model_config.to_dict(), "train": cfg.train.to_dict(), "recipe": cfg.recipe.to_dict()}
     if args.publish and not args.force_train and resume != "yes":
         from training.freshness import current_if_same
 
@@ -184,8 +184,8 @@ def train_and_publish(cfg: config.RunConfig, out: Path, args: argparse.Namespace
         print(f"{name}: run {out} (preset {cfg.preset}{', resumed' if resume == 'yes' else ''}), "
               f"{len(corpus.names):,} names")
         try:
-            metrics = recipe.train(out, model_config, cfg.train, splits, data_info, resume=resume == "yes",
-                                   progress=progress, preset=cfg.preset)
+            metrics = recipe.train(out, model_config, cfg.train, splits, data_info, cfg.recipe,
+                                   resume=resume == "yes", progress=progress, preset=cfg.preset)
         except TrainingInterrupted as e:
             print(f"namegen-train: {e}; continue with: {again}", file=sys.stderr)
             return 130
@@ -195,7 +195,7 @@ def train_and_publish(cfg: config.RunConfig, out: Path, args: argparse.Namespace
             if (d / rundir.DIAGNOSTICS).is_file():
                 write_run_plots(d)
         print("\n".join(recipe.summary(metrics)))
-        health = rundir.read_json(out / rundir.DIAGNOSTICS)["health"]
+        health = rundir.read_diagnostics(out)["health"]
         print("\n".join([f"health: WARNING: {w['message']}" for w in health["warnings"]]
                         or ["health: no diagnostic raised a warning"]))
         print(f"wrote {out}/{rundir.MODEL}, {rundir.METRICS}, {rundir.DIAGNOSTICS}, {rundir.PLOTS}/")
@@ -217,7 +217,8 @@ def same_run(out: Path, wanted: dict, data_info: dict) -> bool:
     except (OSError, ValueError):
         return False
     keys = ("sha256", "seed", "selection")
-    return ({"model": saved.get("model"), "train": saved.get("train")} == wanted
+    saved = config.moved_recipe_keys(saved)
+    return ({section: saved.get(section) for section in wanted} == wanted
             and all(saved.get("data", {}).get(k) == data_info[k] for k in keys))
 
 

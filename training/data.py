@@ -22,8 +22,10 @@ import random
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_YEAR = 2017
 SEXES = {"F": "girls' names", "M": "boys' names", "both": "girls' and boys' names"}
@@ -206,6 +208,8 @@ def build_examples(names: list[str], vocab: Vocabulary, block_size: int) -> tupl
     The lecture's nested loop, done as windows over one flat sequence (a list of lists into
     torch.tensor takes a second for names.txt): each name becomes block_size zeros, its indices, '.'.
     """
+    import torch  # here: the CLI reads corpora and checks configs before it decides to train
+
     flat, starts = [], []
     for name in names:
         start = len(flat)

@@ -8,6 +8,7 @@ import json
 from artifact import ArtifactError
 from artifact.layout import current_version, version_path
 from artifact.manifest import MANIFEST_FILE, Manifest
+from training.config import moved_recipe_keys
 
 
 def current_if_same(registry: str, name: str, selection: dict, sha256: str, seed: int, recipe: dict) -> str | None:
@@ -18,7 +19,7 @@ def current_if_same(registry: str, name: str, selection: dict, sha256: str, seed
     except ArtifactError:  # nothing (readable) published: train
         return None
     same = (m.selection == selection and m.corpus.get("sha256") == sha256 and m.corpus.get("seed") == seed
-            and _canonical(m.run_recipe) == _canonical(recipe))
+            and _canonical(moved_recipe_keys(m.run_recipe)) == _canonical(recipe))
     return version if same else None
 
 

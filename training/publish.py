@@ -27,7 +27,7 @@ from artifact.manifest import (FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, NAMES_
                                hash_files)
 from artifact.loader import load_version
 from artifact.registry import AlreadyPublished, publish as publish_version
-from training.config import data_config, selected_corpus
+from training.config import data_config, moved_recipe_keys, selected_corpus
 from training.data import Corpus, CorpusError, Splits, make_splits
 from training import rundir
 from training.export import INPUT, OPSET, OUTPUT, to_onnx
@@ -38,6 +38,7 @@ FOLD_TOLERANCE = 1e-5  # max abs logit difference, folded (numpy) vs unfolded ev
 ONNX_TOLERANCE = 1e-4  # the same for onnxruntime
 METRICS_TOLERANCE = 1e-3  # val loss of the exported graph vs the run's metrics.json
 PROBE_SIZE = 8
+MANIFEST_MEMBER_KEYS = ("seed", "train", "val", "test", "statistics", "running", "calibrated")
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,10 @@ def publish_run(run_dir: str | Path, registry: str | Path, name: str, force: boo
     recipe: the configuration the whole run was started with (default: run_dir's own), which a shipped
     teacher's run directory does not hold."""
     run_dir = Path(run_dir)
-    config = _read_json(run_dir / rundir.CONFIG)
+    config = moved_recipe_keys(_read(rundir.read_json, run_dir / rundir.CONFIG))
     recipe = recipe or run_recipe(config)
-    metrics = _read_json(run_dir / rundir.METRICS)
-    diagnostics = _read_json(run_dir / rundir.DIAGNOSTICS)
+    metrics = _read(rundir.read_metrics, run_dir)
+    diagnostics = _read(rundir.read_diagnostics, run_dir)
     model = load_model(run_dir / rundir.MODEL)
     corpus, splits = rebuild_data(config, model.config)
     with tempfile.TemporaryDirectory(prefix="namegen-staging-") as staging:
@@ -63,8 +64,8 @@ def publish_run(run_dir: str | Path, registry: str | Path, name: str, force: boo
 
 
 def run_recipe(config: dict) -> dict:
-    """A run's config.json -> {model, train}: what, with the corpus, decides the trained model."""
-    return {"model": config["model"], "train": config["train"]}
+    """A run's config.json -> {model, train, recipe}: what, with the corpus, decides the trained model."""
+    return {"model": config["model"], "train": config["train"], "recipe": config.get("recipe", {})}
 
 
 def load_model(path: Path) -> Ensemble:
@@ -129,10 +130,10 @@ def write_artifact(out_dir: str | Path, model: NameMLP | Ensemble, corpus: Corpu
         corpus={"source": corpus.source, "year": corpus.year, "sha256": corpus.sha256,
                 "seed": seed, "sizes": splits.sizes(), "selection": corpus.selection(),
                 "description": corpus.description()},
-        metrics={"train": metrics.get("train_loss"), "val": metrics["val_loss"], "test": metrics.get("test_loss"),
-                 "statistics": metrics.get("statistics"), "running": metrics.get("running"),
-                 "calibrated": metrics.get("calibrated"), "steps": metrics.get("steps"),
-                 "seconds": metrics.get("seconds"), "members": metrics.get("members"), "verification": check},
+        metrics={"train": metrics["train_loss"], "val": metrics["val_loss"], "test": metrics["test_loss"],
+                 "steps": metrics["steps"], "seconds": metrics["seconds"],
+                 "members": [{k: m[k] for k in MANIFEST_MEMBER_KEYS} for m in metrics["members"]],
+                 "verification": check},
         health={"ok": bool(health.get("ok")), "warnings": list(health.get("warnings", []))},
         files=hash_files(out),
         probe=probe_set(model, X_val),
@@ -194,10 +195,12 @@ def _rounded(obj, digits: int = 4):
     return obj
 
 
-def _read_json(path: Path) -> dict:
+def _read(reader, path: Path) -> dict:
+    """A run's file through `reader`; ArtifactError naming the file if it is missing or unreadable."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        return reader(path)
+    except FileNotFoundError as e:
+        path = Path(e.filename or path)
         raise ArtifactError(f"{path}: not found (is this a finished training run?)") from None
     except (OSError, ValueError) as e:
         raise ArtifactError(f"{path}: cannot read ({e})") from None

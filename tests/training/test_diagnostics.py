@@ -13,7 +13,9 @@ from training.plots import write_plots
 
 @pytest.fixture(scope="module")
 def report(tiny_run):
-    return json.loads((tiny_run[0] / "diagnostics.json").read_text())
+    """The one member's report of a one-member run."""
+    (member,) = json.loads((tiny_run[0] / "diagnostics.json").read_text())["members"]
+    return member
 
 
 def test_diagnostics_json_holds_every_tanh_layer_and_weight_at_init_intervals_and_end(report, tiny_model):
