@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from training.model import Ensemble, ModelConfig, NameMLP
+from training.config import ModelConfig
+from training.model import Ensemble, NameMLP, as_ensemble
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
@@ -101,8 +102,7 @@ def read_diagnostics(run_dir: str | Path) -> dict:
 
 def finish(run_dir: Path, model: NameMLP | Ensemble, metrics: dict, report: dict) -> dict:
     """Write a trained run's model.pt, metrics.json and diagnostics.json; returns the metrics."""
-    members = model.members if isinstance(model, Ensemble) else [model]
-    save_atomic({"config": model.config.to_dict(), "members": [m.state_dict() for m in members]},
+    save_atomic({"config": model.config.to_dict(), "members": [m.state_dict() for m in as_ensemble(model).members]},
                 Path(run_dir) / MODEL)
     write_json(metrics, Path(run_dir) / METRICS)
     write_json(report, Path(run_dir) / DIAGNOSTICS)
