@@ -43,7 +43,7 @@ class Manifest:
     io: dict  # {"input": name, "output": name} of the ONNX graph
     teacher: dict | None = None  # a distilled student's teacher: {name, version, val, members, source}
     gate: dict | None = None  # the quality gate's verdict at publish: {reference, reference_val, tolerance, forced, overrode}
-    recipe: dict | None = None  # {model, train}: the configuration the run was started with (a shipped teacher's
+    recipe: dict | None = None  # {model, train, recipe}: the configuration the run was started with (a shipped teacher's
     # own config is in `training`); a retrain with the same recipe and corpus is up to date
 
     @property
