@@ -36,15 +36,15 @@ class Manifest:
     architecture: dict  # the model config, plus parameter counts (unfolded, folded)
     training: dict  # the train config
     corpus: dict  # {source, sha256, seed, sizes, selection, description}: what the quality gate compares
-    metrics: dict  # {train, val, test, steps, seconds, members: [{seed, train, val, test, statistics, ...}], verification}
+    metrics: dict  # {train, val, test, steps, seconds, members: [{seed, train, val, test, ...}], verification}
     health: dict  # {ok, warnings} from the diagnostics
     files: dict  # {relative posix path: sha256} for every file of the version but manifest.json
     probe: list  # [{"context": [ints], "logprobs": [floats]}] from the unfolded eval-mode torch model
     io: dict  # {"input": name, "output": name} of the ONNX graph
     teacher: dict | None = None  # a distilled student's teacher: {name, version, val, members, source}
     gate: dict | None = None  # the quality gate's verdict at publish: {reference, reference_val, tolerance, forced, overrode}
-    recipe: dict | None = None  # {model, train, recipe}: the configuration the run was started with (a shipped teacher's
-    # own config is in `training`); a retrain with the same recipe and corpus is up to date
+    recipe: dict | None = None  # {model, train, recipe}: the configuration the run was started with (a shipped
+    # teacher's own config is in `training`); a retrain with the same recipe and corpus is up to date
 
     @property
     def selection(self) -> dict:

@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "then the flags below.")
     train.add_argument("--preset", help=f"model and recipe: {', '.join(config.RECIPES)} "
                                         f"(default {config.DEFAULT_PRESET}, or the config file's)")
-    train.add_argument("--config", metavar="FILE.toml", help="TOML file with preset, [model], [train], [recipe], [data]")
+    train.add_argument("--config", metavar="FILE.toml",
+                       help="TOML file with preset, [model], [train], [recipe], [data]")
     train.add_argument("--data", metavar="PATH", dest="data_path", help=config.help_text("data", "path"))
     train.add_argument("--year", type=int, metavar="N", dest="data_year", help=config.help_text("data", "year"))
     train.add_argument("--last-year", type=int, metavar="N", dest="data_last_year",
