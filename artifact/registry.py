@@ -11,9 +11,14 @@ leaves CURRENT naming a complete version; its leftovers are dot-prefixed and rem
 publish. Every writer of one name (publish, rollback, prune) holds an flock on `<root>/<name>/.lock`
 (released by the kernel when a process dies), so the next one knows any temp directory it finds is stale.
 
-The quality gate compares a new version with the BEST version published on the same corpus fingerprint
-(sha256 + split seed), not only the current one, so a series of retrains cannot drift down by the
-tolerance each time. A model whose files hash the same as an existing version's is not republished.
+The quality gate compares a new version with the BEST version published on the same corpus (the same
+names, by sha256, and split seed: so a girls' model is never measured against an all-names one), not
+only the current one, so a series of retrains cannot drift down by the tolerance each time. A model
+whose files hash the same as an existing version's is not republished. A name serves one corpus
+selection and one vocabulary: a model of another corpus (girls' names under the all-names model's
+name) or vocabulary (a capitalised file's) is refused unless new_corpus, since it would silently
+replace what every client of that name asks for. New data of the same selection (a retrain) is not
+another corpus, and neither is a file holding exactly the served corpus's names.
 """
 from __future__ import annotations
 
@@ -85,13 +90,15 @@ def set_current(root: str | Path, name: str, version: str) -> None:
 
 
 def publish(staging_dir: str | Path, root: str | Path, name: str, force: bool = False,
-            tolerance: float = 0.01, *, check: Callable[[Path], object] | None = None) -> str:
+            tolerance: float = 0.01, *, check: Callable[[Path], object] | None = None,
+            new_corpus: bool = False) -> str:
     """Copy a staged artifact into the registry as a new version, move CURRENT to it, return the version.
 
     check: the self-test the staged directory must pass first (raises ArtifactError), e.g.
     artifact.loader.load_version; without it only the manifest and the files' hashes are checked.
     Raises AlreadyPublished (naming the version) for a model identical to an existing one, and
-    ArtifactError when the quality gate refuses (unless force). The staged directory is left untouched."""
+    ArtifactError when the quality gate refuses (unless force) or when the name serves another corpus
+    selection or vocabulary (unless new_corpus). The staged directory is left untouched."""
     staging_dir = Path(staging_dir)
     staged = Manifest.read(staging_dir / MANIFEST_FILE)
     problems = verify_dir(staging_dir, staged)
@@ -107,6 +114,8 @@ def publish(staging_dir: str | Path, root: str | Path, name: str, force: bool = 
         same = _identical(staged, manifests)
         if same is not None:
             raise AlreadyPublished(_identical_message(name, same, current), same)
+        if current in manifests and not new_corpus:
+            _same_corpus_kind(staged, manifests[current], name)
         staged.gate = _quality_gate(staged, manifests, current, force, tolerance)
         _remove_stale_temps(d)
 
@@ -133,9 +142,9 @@ def publish(staging_dir: str | Path, root: str | Path, name: str, force: bool = 
     return version
 
 
-def best_on_corpus(manifests: dict[str, Manifest], corpus: dict) -> Manifest | None:
-    """The version with the lowest val loss among those trained on this corpus fingerprint."""
-    same = [m for m in manifests.values() if _corpus_key(m.corpus) == _corpus_key(corpus)]
+def best_on_corpus(manifests: dict[str, Manifest], like: Manifest) -> Manifest | None:
+    """The version with the lowest val loss among those trained on the corpus of `like`."""
+    same = [m for m in manifests.values() if _corpus_key(m) == _corpus_key(like)]
     return min(same, key=lambda m: m.metrics["val"], default=None)
 
 
@@ -197,7 +206,7 @@ def prune(root: str | Path, name: str, keep: int, dry_run: bool = False) -> dict
         for v in versions[-keep:]:
             why[v] = f"among the newest {keep}"
         for m in manifests.values():
-            best = best_on_corpus(manifests, m.corpus)
+            best = best_on_corpus(manifests, m)
             why.setdefault(best.version, f"best val on corpus {m.corpus['sha256'][:12]}...")
         previous = previous_good(root, name)
         if previous is not None:
@@ -256,19 +265,30 @@ def _identical_message(name: str, version: str, current: str | None) -> str:
             f"{where}: not republished")
 
 
-def _corpus_key(corpus: dict) -> tuple:
-    return corpus["sha256"], corpus["seed"]
+def _corpus_key(m: Manifest) -> tuple:
+    return m.corpus["sha256"], m.corpus["seed"]
+
+
+def _same_corpus_kind(new: Manifest, served: Manifest, name: str) -> None:
+    """Refuse a model of another corpus or vocabulary under a name that already serves one."""
+    same_corpus = new.selection == served.selection or new.corpus["sha256"] == served.corpus["sha256"]
+    if same_corpus and new.vocab == served.vocab:
+        return
+    what = (f"corpus, {new.description!r} (it serves {served.description!r})" if not same_corpus
+            else f"vocabulary, {new.vocab!r} (it serves {served.vocab!r})")
+    raise ArtifactError(f"{name} serves version {served.version}; this model has another {what}: publish it "
+                        f"under another --name, or pass --new-corpus to replace what {name} serves")
 
 
 def _quality_gate(new: Manifest, manifests: dict[str, Manifest], current: str | None, force: bool,
                   tolerance: float) -> dict:
     """Refuse (ArtifactError) a model worse than the best on its corpus by more than the tolerance, unless
     forced; returns the verdict the manifest records."""
-    best = best_on_corpus(manifests, new.corpus)
+    best = best_on_corpus(manifests, new)
     verdict = {"reference": None, "reference_val": None, "tolerance": tolerance, "forced": False, "overrode": None}
     if best is None:
-        log.info("quality gate: no version on this corpus (sha256 %s... seed %s) to compare with",
-                 new.corpus["sha256"][:12], new.corpus["seed"])
+        log.info("quality gate: no version on this corpus (%s, sha256 %s... seed %s) to compare with",
+                 new.description, new.corpus["sha256"][:12], new.corpus["seed"])
         return verdict
     verdict.update(reference=best.version, reference_val=best.metrics["val"])
     worse = new.metrics["val"] - best.metrics["val"]

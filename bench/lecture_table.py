@@ -1,6 +1,6 @@
 """Regenerate the lecture's table (makemore part 3, model A variants) and print it beside the lecture's.
 
-    .venv/bin/python bench/lecture_table.py --data ../shared/data/names.txt
+    .venv/bin/python bench/lecture_table.py --data names.txt
 
 Each variant is a full run of `python -m training train --preset NAME` (SGD, batch 32, 200k steps,
 lr 0.1 then 0.01, 1 thread), in its own process, --jobs at a time. A benchmark, not a test: done when
@@ -42,7 +42,7 @@ def train(preset: str, data: str | None, out: Path, steps: int | None) -> dict:
         raise SystemExit(f"{preset} failed ({done.returncode}): {done.stderr.strip()}")
     metrics = json.loads((out / "metrics.json").read_text())
     health = json.loads((out / "diagnostics.json").read_text())["health"]
-    return {**metrics, "wall": time.perf_counter() - started, "health": health}
+    return {**metrics, "member": metrics["members"][0], "wall": time.perf_counter() - started, "health": health}
 
 
 def main(argv=None) -> int:
@@ -67,15 +67,16 @@ def main(argv=None) -> int:
         r = results[preset]
         if abs(r["val_loss"] - val_ref) > args.tolerance:
             misses.append(preset)
-        stats = f" ({r['statistics']} stats)" if r["calibrated"] else ""
+        stats = f" ({r['member']['statistics']} stats)" if r["member"]["calibrated"] else ""
         print(f"| {preset}: {label}{stats} | {train_ref:.4f} | {r['train_loss']:.4f} | {r['train_loss'] - train_ref:+.4f} "
               f"| {val_ref:.4f} | {r['val_loss']:.4f} | {r['val_loss'] - val_ref:+.4f} "
               f"| {r['seconds']:.1f} | {r['steps_per_second']:,.0f} |")
     print(f"\n{len(LECTURE)} runs, {args.jobs} at a time, in {total:.0f} s wall")
     for preset, *_ in LECTURE:
         r = results[preset]
-        extra = f"; calibrated val {r['calibrated']['val']:.4f}, running val {r['running']['val']:.4f}" \
-            if r["calibrated"] else ""
+        m = r["member"]
+        extra = f"; calibrated val {m['calibrated']['val']:.4f}, running val {m['running']['val']:.4f}" \
+            if m["calibrated"] else ""
         warnings = ", ".join(w["name"] for w in r["health"]["warnings"]) or "none"
         print(f"{preset}: run {r['wall']:.0f} s wall, test {r['test_loss']:.4f}{extra}; health warnings: {warnings}")
     if misses:

@@ -1,4 +1,4 @@
-"""Serving speed, measured side by side in one run (GUIDE section 6), printed as ratios.
+"""Serving speed, measured side by side in one run, printed as ratios.
 
     .venv/bin/python bench/serve_speed.py --run RUN_DIR --registry REGISTRY [--name names]
     .venv/bin/python bench/serve_speed.py --registry REGISTRY --no-lecture   # no torch run needed

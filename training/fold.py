@@ -106,7 +106,7 @@ class FoldedModel:
 
 def fold(model: NameMLP | Ensemble, table: bool = True) -> FoldedModel:
     """The eval-mode function of `model` (running or calibrated statistics) with no BatchNorm left;
-    table=False keeps the first layer as a Linear (the graph of earlier versions)."""
+    table=False keeps the first layer as a Linear (a plainer graph to compare the table with)."""
     members = as_ensemble(model).members
     return FoldedModel([_fold_mlp(m, 1 / len(members), table) for m in members])
 

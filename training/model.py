@@ -1,4 +1,5 @@
-"""The lecture's BatchNorm MLP, read top to bottom: config, layers, init, forward. No I/O here.
+"""The lecture's BatchNorm MLP, read top to bottom: layers, init, forward (its ModelConfig and the
+presets: training.config, which needs no torch). No I/O here.
 
 Flat (group=0, makemore part 3): the whole context is concatenated, then n_layers hidden blocks.
 Hierarchical (group=k, makemore part 5 "WaveNet"): each hidden block first merges k consecutive
@@ -7,72 +8,15 @@ positions, so block_size must be k ** n_layers. Both fold and export to a few pl
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from training.config import PRESETS, ModelConfig
+
 TANH_GAIN = 5 / 3
-INITS = ("original", "fix-softmax", "fix-tanh", "kaiming")
-
-
-def setting(default, help: str):
-    """A config field with its help text, written once (read by --help and the config errors)."""
-    return field(default=default, metadata={"help": help})
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int = setting(27, "symbols, '.' included (comes from the data)")
-    block_size: int = setting(3, "context length: how many previous characters predict the next")
-    n_embd: int = setting(10, "embedding size per character")
-    n_hidden: int = setting(200, "hidden units per layer")
-    n_layers: int = setting(1, "number of hidden [Linear, BatchNorm, Tanh] blocks")
-    group: int = setting(0, "0: flat MLP; k >= 2: hierarchical, merging k positions per layer "
-                            "(block_size = k**n_layers)")
-    batchnorm: bool = setting(True, "BatchNorm after each hidden Linear (which then has no bias)")
-    head_batchnorm: bool = setting(False, "BatchNorm(vocab) after the output Linear (model B)")
-    head_scale: float = setting(0.01, "scale of the output Linear's init (or the head BatchNorm's gamma)")
-    init: str = setting("kaiming", "init: original, fix-softmax, fix-tanh or kaiming (the lecture's steps)")
-    bn_momentum: float = setting(0.001, "BatchNorm running-statistics momentum (the lecture's model A: 0.001)")
-    bn_eps: float = setting(1e-5, "BatchNorm epsilon")
-
-    def __post_init__(self):
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        if self.head_batchnorm and not self.batchnorm:
-            raise ValueError("head_batchnorm needs batchnorm=True")
-        for name in ("vocab_size", "block_size", "n_embd", "n_hidden", "n_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 < self.bn_momentum <= 1:
-            raise ValueError(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
-        if self.group == 1 or self.group < 0:
-            raise ValueError(f"group must be 0 (flat) or >= 2, got {self.group}")
-        if self.group and self.group ** self.n_layers != self.block_size:
-            raise ValueError(
-                f"hierarchical model needs block_size == group ** n_layers, "
-                f"got {self.block_size} != {self.group} ** {self.n_layers}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-# The lecture's model A and the five rows of its table (train/val on names.txt), then model B,
-# then lecture 5's hierarchical net. vocab_size is filled in from the data.
-PRESETS: dict[str, ModelConfig] = {
-    "original": ModelConfig(batchnorm=False, init="original", head_scale=1.0),
-    "fix-softmax": ModelConfig(batchnorm=False, init="fix-softmax"),
-    "fix-tanh": ModelConfig(batchnorm=False, init="fix-tanh"),
-    "kaiming": ModelConfig(batchnorm=False, init="kaiming"),
-    "batchnorm": ModelConfig(),
-}
-PRESETS["lecture-a"] = PRESETS["batchnorm"]
-PRESETS["lecture-b"] = ModelConfig(n_hidden=100, n_layers=5, head_batchnorm=True, head_scale=0.1,
-                                   bn_momentum=0.1)
-PRESETS["wavenet"] = ModelConfig(block_size=8, n_embd=24, n_hidden=128, n_layers=3, group=2,
-                                 bn_momentum=0.1)
 
 
 def preset(name: str, **overrides) -> ModelConfig:

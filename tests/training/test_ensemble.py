@@ -1,4 +1,4 @@
-"""Ensembles (train.members > 1): members are ordinary seeded runs, the model is their mean logits, and it
+"""Ensembles (recipe.members > 1): members are ordinary seeded runs, the model is their mean logits, and it
 folds, exports and publishes like a single model."""
 import collections
 import json
@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from artifact.loader import load_current
+from training.config import RecipeConfig
 from training.data import load_corpus
 from training.recipe import train as train_run
 from training.rundir import load_model, member_dir
@@ -25,8 +26,8 @@ from training.train import evaluate, run
 def ensemble_run(tmp_path_factory, small_splits, tiny_model, tiny_train, info):
     """Two tiny members (seeds 1 and 2) trained into one run directory: (run_dir, metrics)."""
     run_dir = tmp_path_factory.mktemp("ensemble")
-    metrics = train_run(run_dir, tiny_model, replace(tiny_train, members=2), small_splits, info,
-                            progress=False, log=lambda *a: None)
+    metrics = train_run(run_dir, tiny_model, tiny_train, small_splits, info, RecipeConfig(members=2),
+                        progress=False, log=lambda *a: None)
     return run_dir, metrics
 
 
@@ -80,8 +81,8 @@ def test_resuming_a_finished_ensemble_resumes_every_member_and_changes_nothing(e
                                                                               tiny_model, tiny_train, info):
     run_dir, metrics = ensemble_run
     lines = []
-    again = train_run(run_dir, tiny_model, replace(tiny_train, members=2), small_splits, info, resume=True,
-                          progress=False, log=lines.append)
+    again = train_run(run_dir, tiny_model, tiny_train, small_splits, info, RecipeConfig(members=2), resume=True,
+                      progress=False, log=lines.append)
     for k in range(2):
         assert f"resuming {member_dir(run_dir, k)} at step 300 of 300" in lines
     assert again["val_loss"] == metrics["val_loss"] and again["members"] == metrics["members"]
@@ -174,7 +175,7 @@ def test_publish_run_publishes_an_ensemble_the_loader_self_tests(ensemble_run, n
 def test_members_trained_in_parallel_processes_equal_those_trained_one_after_the_other(ensemble_run, tmp_path,
                                                                                        small_splits, tiny_model,
                                                                                        tiny_train, info):
-    metrics = train_run(tmp_path, tiny_model, replace(tiny_train, members=2, parallel=2), small_splits, info,
+    metrics = train_run(tmp_path, tiny_model, tiny_train, small_splits, info, RecipeConfig(members=2, parallel=2),
                         progress=False, log=lambda *a: None)
     sequential = load_model(ensemble_run[0]).state_dict()
     assert all(torch.equal(v, sequential[k]) for k, v in load_model(tmp_path).state_dict().items())

@@ -34,8 +34,8 @@ def train_run(out, corpus_file, steps):
                         update_interval=50)
     run(out, model, train, splits, data_info, progress=False, log=lambda *a: None)
     # The CLI draws the real plots; a stand-in is enough to show publish copies them into the report.
-    (out / "plots").mkdir(exist_ok=True)
-    (out / "plots" / "stand-in.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (out / "plots" / "member-0").mkdir(parents=True, exist_ok=True)
+    (out / "plots" / "member-0" / "stand-in.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     return out
 
 
@@ -68,10 +68,11 @@ def test_publish_run_publishes_a_self_testing_version_with_its_report(runs, tmp_
     assert served.version == version
     d = served.path
     assert (d / "report" / "diagnostics.json").is_file() and (d / "report" / "metrics.json").is_file()
-    assert list((d / "report" / "plots").glob("*.png"))
+    assert list((d / "report" / "plots" / "member-0").glob("*.png"))
     m: Manifest = served.manifest
     metrics = json.loads((runs["good"] / "metrics.json").read_text())
-    assert m.metrics["val"] == metrics["val_loss"] and m.metrics["statistics"] == metrics["statistics"]
+    assert m.metrics["val"] == metrics["val_loss"]
+    assert m.metrics["members"][0]["statistics"] == metrics["members"][0]["statistics"]
     assert m.metrics["verification"]["fold_max_abs_diff"] <= 1e-5
     assert m.metrics["verification"]["onnx_max_abs_diff"] <= 1e-4
     assert len(m.probe) == 8 and m.corpus["seed"] == 42

@@ -33,7 +33,8 @@ def test_a_few_hundred_steps_lower_the_val_loss(tiny_run, small_splits, tiny_mod
     before = evaluate(NameMLP(tiny_model), *small_splits.val)
     assert before == pytest.approx(math.log(small_splits.vocab.size), abs=0.15)
     assert metrics["val_loss"] < before - 0.5
-    assert metrics["val_history"][0]["val_loss"] > metrics["val_history"][-1]["val_loss"]
+    history = metrics["members"][0]["val_history"]
+    assert history[0]["val_loss"] > history[-1]["val_loss"]
 
 
 def test_run_directory_holds_the_documented_files(tiny_run, tiny_model, tiny_train):
@@ -43,8 +44,7 @@ def test_run_directory_holds_the_documented_files(tiny_run, tiny_model, tiny_tra
     assert set(config["data"]) >= {"source", "path", "year", "sha256", "seed", "sizes"}
     assert config["vocab"] == ".abcdefghijklmnopqrstuvwxyz"
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
-    assert set(metrics) >= {"steps", "train_loss", "val_loss", "test_loss", "running", "calibrated",
-                            "statistics", "seconds"}
+    assert set(metrics) >= {"steps", "train_loss", "val_loss", "test_loss", "seconds", "members"}
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] == 300 and set(ckpt) >= {"model", "optimizer", "step", "rng"}
     assert not list(run_dir.glob("*.tmp"))  # atomic writes leave no temp files
@@ -52,9 +52,10 @@ def test_run_directory_holds_the_documented_files(tiny_run, tiny_model, tiny_tra
 
 def test_model_pt_holds_the_statistics_that_won_on_val(tiny_run, small_splits):
     run_dir, metrics = tiny_run
-    assert metrics["calibrated"] is not None
-    chosen = metrics[metrics["statistics"]]
-    assert chosen["val"] == min(metrics["running"]["val"], metrics["calibrated"]["val"])
+    (member,) = metrics["members"]
+    assert member["calibrated"] is not None
+    chosen = member[member["statistics"]]
+    assert chosen["val"] == min(member["running"]["val"], member["calibrated"]["val"])
     model = load_model(run_dir)
     for split in ("train", "val", "test"):
         assert evaluate(model, *getattr(small_splits, split)) == pytest.approx(chosen[split], abs=1e-5)
@@ -103,7 +104,7 @@ def test_resume_after_ctrl_c_continues_exactly_like_an_uninterrupted_run(
         assert torch.equal(tensor, whole[name]), name
     assert resumed["val_loss"] == tiny_run[1]["val_loss"]
     for name in ("diagnostics.json",):
-        ours, theirs = (json.loads((d / name).read_text()) for d in (tmp_path, tiny_run[0]))
+        ours, theirs = (json.loads((d / name).read_text())["members"][0] for d in (tmp_path, tiny_run[0]))
         assert ours["update_ratio"] == theirs["update_ratio"] and ours["loss_curve"] == theirs["loss_curve"]
 
 

@@ -1,0 +1,49 @@
+"""The docs match the code: every module of service/, training/ and artifact/ is listed in
+docs/interfaces.md or docs/service.md, and every service setting in docs/interfaces.md. Both lists
+come from the code, so a new module or setting fails here until its line is written."""
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = {name: (ROOT / "docs" / name).read_text(encoding="utf-8") for name in ("interfaces.md", "service.md")}
+PACKAGES = ("service", "training", "artifact")
+
+
+def modules() -> list[str]:
+    """Every module of the packages as a dotted name (package __init__ files aside)."""
+    found = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.name != "__init__.py":
+                found.append(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    return found
+
+
+def settings_fields() -> list[str]:
+    """The fields of service.settings.Settings, read from its source (annotated names of the class)."""
+    tree = ast.parse((ROOT / "service" / "settings.py").read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings")
+    return [n.target.id for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+            and n.target.id != "model_config"]
+
+
+def test_the_lists_come_from_the_code():
+    assert {"training.cli", "artifact.manifest", "service.settings", "artifact.__main__"} <= set(modules())
+    assert {"model_dir", "port", "log_format"} <= set(settings_fields())
+
+
+@pytest.mark.parametrize("module", modules())
+def test_every_module_is_listed_in_the_docs(module):
+    path = module.replace(".", "/") + ".py"
+    dotted = re.compile(rf"(?<![\w.]){re.escape(module)}(?![\w])")
+    assert any(dotted.search(text) or path in text for text in DOCS.values()), \
+        f"{module} ({path}) is in neither docs/interfaces.md nor docs/service.md"
+
+
+@pytest.mark.parametrize("field", settings_fields())
+def test_every_service_setting_is_listed_in_the_interfaces_doc(field):
+    variable = f"NAMEGEN_{field.upper()}"
+    assert re.search(rf"\b{variable}\b", DOCS["interfaces.md"]), f"{variable} is not in docs/interfaces.md"
