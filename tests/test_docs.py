@@ -39,7 +39,10 @@ def test_the_lists_come_from_the_code():
 def test_every_module_is_listed_in_the_docs(module):
     path = module.replace(".", "/") + ".py"
     dotted = re.compile(rf"(?<![\w.]){re.escape(module)}(?![\w])")
-    assert any(dotted.search(text) or path in text for text in DOCS.values()), \
+    # docs/service.md's layout table names the service's modules from inside the package (`core/engine.py`)
+    inside = re.compile(rf"`{re.escape(path.split('/', 1)[-1])}`") if module.startswith("service.") else None
+    assert any(dotted.search(text) or path in text for text in DOCS.values()) \
+        or (inside is not None and inside.search(DOCS["service.md"])), \
         f"{module} ({path}) is in neither docs/interfaces.md nor docs/service.md"
 
 
