@@ -53,8 +53,8 @@ class BodyTooLarge(HTTPException):
 
     field = "body"
 
-    def __init__(self, limit: int):
-        super().__init__(413, f"request body larger than {limit} bytes")
+    def __init__(self, limit: int):  # the rest of the body is not read: the connection cannot go on
+        super().__init__(413, f"request body larger than {limit} bytes", headers={"Connection": "close"})
 
 
 def is_json(content_type: bytes) -> bool:
@@ -69,6 +69,16 @@ class EdgeApp(FastAPI):
 
     def build_middleware_stack(self):
         return compose(self, super().build_middleware_stack())
+
+    async def __call__(self, scope, receive, send):
+        """Straight into the stack for HTTP, as Starlette does: FastAPI's own __call__ asks on every
+        request whether its OpenTelemetry hook is configured (the service exports Prometheus metrics)."""
+        if scope["type"] != "http" or self.root_path:
+            return await super().__call__(scope, receive, send)
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        await self.middleware_stack(scope, receive, send)
 
 
 def compose(app: FastAPI, fastapi_stack) -> Callable:

@@ -62,9 +62,10 @@ class Metrics:
     def serving(self, name: str, version: str) -> None:
         """Record the model now served (the previous version's series is dropped)."""
         if self._served is not None:
-            self.model.labels(*self._served).set(0)  # a shared file keeps a series clear() forgets
+            self.model.labels(*self._served).set(0)  # the shared files keep every series: zero it
         self._served = (name, version)
-        self.model.clear()
+        if not self.shared:  # prometheus-client cannot clear series in multiprocess mode
+            self.model.clear()
         self.model.labels(name, version).set(1)
         self.ready.set(1)
 
