@@ -11,6 +11,7 @@ import time
 import httpx
 
 from reliability_helpers import cpu_seconds
+from service_helpers import MALFORMED
 
 CONNECTIONS = 2000
 
@@ -100,12 +101,7 @@ def test_head_is_answered_on_every_get_route(registry, start_server, figure):
 def test_every_refusal_the_parser_makes_is_json_with_nosniff(registry, start_server, figure):
     server = start_server(registry)
     cases = {
-        "content-length with transfer-encoding": b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-                                                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        "a bad chunk size": b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                            b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
-        "content-length -1": b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-        "an unknown method": b"FROB /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        **MALFORMED,
         "a 100 KB URL": b"GET /generate?x=" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
         "no Host": b"GET /healthz HTTP/1.1\r\n\r\n",
         "a 10 MB chunked body": b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

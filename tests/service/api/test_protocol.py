@@ -5,7 +5,7 @@ import socket
 import time
 
 import httpx
-from service_helpers import wait_until
+from service_helpers import MALFORMED, wait_until
 
 LIMITS = {"KEEP_ALIVE": "1", "HEADER_TIMEOUT": "1.5", "BODY_TIMEOUT": "1.5", "MAX_CONNECTIONS": "40"}
 
@@ -120,14 +120,6 @@ def test_server_refuses_a_client_past_its_own_connection_limit_while_others_are_
     wait_until(lambda: httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200, timeout=5)
 
 
-MALFORMED = {
-    "content-length with transfer-encoding": b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-                                             b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    "a bad chunk size": b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
-    "content-length -1": b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-    "an unknown method": b"FROB /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
-}
 
 
 def test_requests_the_http_parser_rejects_get_a_json_400_with_nosniff(trained_registry, start_server):
