@@ -3,6 +3,7 @@
     .venv/bin/python bench/serve_speed.py --run RUN_DIR --registry REGISTRY [--name names]
     .venv/bin/python bench/serve_speed.py --registry REGISTRY --no-lecture   # no torch run needed
     .venv/bin/python bench/serve_speed.py --registry REGISTRY --http-only    # /healthz vs count=1 only
+    .venv/bin/python bench/serve_speed.py --registry models --edge-only --baseline ../main-0ccb42e
 
 RUN_DIR is a training run (its model.pt gives the torch weights for the lecture's loop) and
 REGISTRY holds the artifact published from that same run. Without either the script trains model B
@@ -20,6 +21,9 @@ the arithmetic alone would allow on this core.
    /generate?count=1 at 16 and 64 connections, count=10 and count=100 at 16; then overload:
    count=1000 at 16 connections (the worker's whole work budget, 16 x 1000 names) against 64
    (4x); time to ready and the worker's RSS.
+5. The edge against the framework's floor: a bare Starlette route, a FastAPI `async def` hello, our
+   /healthz and /generate?count=1 (and --baseline's, another checkout run from this venv), each on
+   one worker on core 0; the ratios and the rates go into this script's section of docs/benchmarks.md.
 This script may import torch (for the anchor); the service it measures does not.
 """
 from __future__ import annotations
@@ -163,14 +167,18 @@ def pin(cpu: int):
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
-def start_server(registry: Path, name: str, log_path: Path, cpu: int):
+def start_server(registry: Path, name: str, log_path: Path, cpu: int, source: Path = ROOT):
+    """`python -m service` from `source` (this checkout, or another commit's for a side-by-side run)."""
     env = {**os.environ, "NAMEGEN_MODEL_DIR": str(registry), "NAMEGEN_MODEL_NAME": name, "NAMEGEN_PORT": "0",
            "NAMEGEN_HOST": "127.0.0.1", "NAMEGEN_WORKERS": "1", "NAMEGEN_RELOAD_INTERVAL": "0",
-           "NAMEGEN_LOG_FORMAT": "json"}  # access log on, as served
+           "NAMEGEN_LOG_FORMAT": "json", "PYTHONPATH": str(source)}  # access log on, as served
+    return start_process([sys.executable, "-m", "service"], env, log_path, cpu, source, "/readyz")
+
+
+def start_process(cmd: list[str], env: dict, log_path: Path, cpu: int, cwd: Path, ready_path: str):
     log = open(log_path, "w")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, preexec_fn=pin(cpu))
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin(cpu))
     import httpx
     url = None
     while url is None:
@@ -182,7 +190,7 @@ def start_server(registry: Path, name: str, log_path: Path, cpu: int):
         time.sleep(0.01)
     while True:
         try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
+            if httpx.get(f"{url}{ready_path}").status_code == 200:
                 break
         except httpx.TransportError:
             pass
@@ -307,6 +315,94 @@ def http(args, registry: Path, unit: float, runs: list[tuple[str, int, int]]) ->
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# ---- 5. the edge against the framework's floor ----------------------------------------------------
+
+SECTION = ("<!-- serve_speed:start -->", "<!-- serve_speed:end -->")
+
+
+def edge(args, registry: Path) -> list[tuple[str, float]]:
+    """One worker each on core 0, wrk on core 1, 16 connections, rounds interleaved (best kept): a bare
+    Starlette route, a FastAPI `async def` hello, our /healthz and /generate?count=1, and (--baseline)
+    the same two of another checkout run from this venv."""
+    print("\n5. the HTTP edge vs the framework's floor (req/s, one worker on core 0, wrk on core 1, 16 connections)")
+    if not shutil.which("wrk"):
+        print("  wrk not found (apt-get install wrk): skipped")
+        return []
+    tmp = Path(tempfile.mkdtemp(prefix="serve-speed-edge-"))
+    floor_env = {**os.environ, "PYTHONPATH": str(ROOT / "bench")}
+    servers = {}
+    try:
+        for label, app in (("bare Starlette route", "starlette_app"), ("FastAPI async def hello", "fastapi_app")):
+            cmd = [sys.executable, "-m", "uvicorn", f"floor_apps:{app}", "--port", "0", "--http", "httptools",
+                   "--no-access-log", "--log-level", "info"]
+            servers[label] = start_process(cmd, floor_env, tmp / f"{app}.log", 0, ROOT / "bench", "/healthz")[:2]
+        servers["ours"] = start_server(registry, args.name, tmp / "ours.log", cpu=0)[:2]
+        if args.baseline:
+            servers["baseline"] = start_server(registry, args.name, tmp / "baseline.log", cpu=0,
+                                               source=args.baseline.resolve())[:2]
+        targets = [("bare Starlette route", "bare Starlette route", "/healthz"),
+                   ("FastAPI async def hello", "FastAPI async def hello", "/healthz"),
+                   ("our /healthz", "ours", "/healthz"), ("our /generate?count=1", "ours", "/generate?count=1")]
+        if args.baseline:
+            targets += [(f"baseline /healthz", "baseline", "/healthz"),
+                        (f"baseline /generate?count=1", "baseline", "/generate?count=1")]
+        best: dict[str, float] = {}
+        for _ in range(args.rounds):
+            for label, server, path in targets:
+                proc, url = servers[server]
+                r = wrk(url + path, args.http_seconds, 16, cpu=1, server_pid=proc.pid)
+                assert r["non2xx"] == 0, (label, r)
+                best[label] = max(best.get(label, 0.0), r["rps"])
+        for label, _, _ in targets:
+            print(f"  {label:32s} {best[label]:9,.0f}")
+        starlette, ours, count1 = best["bare Starlette route"], best["our /healthz"], best["our /generate?count=1"]
+        ratios = [("our /healthz / bare Starlette route (target >= 90%)", ours / starlette),
+                  ("our count=1 / our /healthz (target >= 50%)", count1 / ours)]
+        if args.baseline:
+            ratios.append(("our count=1 / baseline count=1 (target >= 1.5x)", count1 / best["baseline /generate?count=1"]))
+        for label, value in ratios:
+            print(f"  {label:52s} {value:6.0%}")
+        return [(label, best[label]) for label, _, _ in targets], ratios
+    finally:
+        for proc, _ in servers.values():
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cpu_model() -> str:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def write_section(path: Path, rates: list[tuple[str, float]], ratios: list[tuple[str, float]], baseline) -> None:
+    """This script's section of docs/benchmarks.md (between its markers; other scripts keep theirs)."""
+    command = "python bench/serve_speed.py " + " ".join(sys.argv[1:])
+    lines = [SECTION[0], "## The HTTP edge against the framework's floor (bench/serve_speed.py)", "",
+             f"{time.strftime('%Y-%m-%d', time.gmtime())}, {cpu_model()}, {os.cpu_count()} cores; one worker on "
+             f"core 0, `wrk -t1 -c16` on core 1, best of the interleaved rounds. Command: `{command}`"
+             + (f" (baseline: the checkout at `{baseline}`, run from the same venv)" if baseline else ""), "",
+             "| what | req/s |", "|---|---|", *[f"| {label} | {rate:,.0f} |" for label, rate in rates], "",
+             "| ratio | measured |", "|---|---|", *[f"| {label} | {value:.0%} |" for label, value in ratios],
+             SECTION[1]]
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\nEach script writes its own section.\n"
+    if SECTION[0] in text and SECTION[1] in text:
+        before, rest = text.split(SECTION[0], 1)
+        text = before + "\n".join(lines) + rest.split(SECTION[1], 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+    path.write_text(text, encoding="utf-8")
+    print(f"  written to {path.relative_to(ROOT)}")
+
+
+def edge_and_docs(args, registry: Path) -> None:
+    measured = edge(args, registry)
+    if measured:
+        write_section(ROOT / "docs" / "benchmarks.md", *measured, args.baseline)
+
+
 # ---- main ----------------------------------------------------------------------------------------
 
 def train(steps: int, tmp: Path, name: str) -> tuple[Path, Path]:
@@ -333,6 +429,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="HTTP rounds; each figure keeps its best")
     ap.add_argument("--cache-rows", type=int, default=None, help="the engine's cache (default: the service's)")
     ap.add_argument("--no-lecture", action="store_true", help="skip the torch loops (no --run needed)")
+    ap.add_argument("--baseline", type=Path, help="a checkout of another commit (e.g. a git worktree of main) "
+                    "whose /healthz and count=1 are measured beside ours, from this venv")
+    ap.add_argument("--edge-only", action="store_true", help="only part 5 (the edge against the framework's floor)")
     ap.add_argument("--http-only", action="store_true",
                     help="only part 4's /healthz and /generate?count=1 at 16 connections (the ratio's pair)")
     args = ap.parse_args()
@@ -346,6 +445,8 @@ def main() -> None:
             from service.settings import Settings
             args.cache_rows = Settings().cache_rows
         os.sched_setaffinity(0, {0})  # in-process figures: one core
+        if args.edge_only:
+            return edge_and_docs(args, registry)
         print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores at the start")
 
         from artifact.loader import load_current
@@ -365,7 +466,8 @@ def main() -> None:
             return f"{rows_per_name:5.2f} rows/name, bound {rows_per_name * unit:7.1f} us/name"
 
         if args.http_only:
-            return http(args, registry, unit, [("/healthz", 16, 0), ("/generate?count=1", 16, 1)])
+            http(args, registry, unit, [("/healthz", 16, 0), ("/generate?count=1", 16, 1)])
+            return edge_and_docs(args, registry)
         print("\n2. one name, batch 1, in process (core 0)")
         cold = Engine(model, cache_rows=0)
         warm = Engine(model, cache_rows=args.cache_rows)
@@ -398,6 +500,7 @@ def main() -> None:
                                     ("/healthz", 64, 0), ("/generate?count=10", 16, 10),
                                     ("/generate?count=100", 16, 100), ("/generate?count=1000", 16, 1000),
                                     ("/generate?count=1000", 64, 1000)])
+        edge_and_docs(args, registry)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

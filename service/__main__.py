@@ -1,17 +1,28 @@
 """`python -m service` (or `namegen-serve`): uvicorn with the settings from NAMEGEN_* variables."""
 from __future__ import annotations
 
+import os
+import sys
+
 import uvicorn
 
-from service.logs import setup_logging
-from service.settings import get_settings
+from service.logs import get_logger, setup_logging
+from service.ops import metrics_dir
+from service.settings import SettingsError, get_settings, unknown_variables
 
 
 def main() -> None:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except SettingsError as e:
+        print(f"namegen: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     setup_logging(settings.log_format, settings.log_level)
+    for name in unknown_variables(os.environ):
+        get_logger("settings").warning("%s is not a setting and is ignored (a typo?)", name)
+    metrics_dir.share_between_workers()  # before anything imports prometheus-client
     options = dict(host=settings.host, port=settings.port, log_config=None, access_log=False,
-                   log_level=settings.log_level, timeout_graceful_shutdown=30,
+                   log_level=settings.log_level, timeout_graceful_shutdown=30, server_header=False,
                    # slow clients and the connection cap: see service/api/protocol.py
                    http="service.api.protocol:GuardedProtocol", timeout_keep_alive=settings.keep_alive)
     if settings.workers > 1:

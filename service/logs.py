@@ -75,6 +75,11 @@ class TextFormatter(logging.Formatter):
 
 def setup_logging(log_format: str = "text", level: str = "info") -> None:
     """Route the service's and uvicorn's loggers to stderr in the chosen format."""
+    # The formats use neither the caller's file and line nor thread names: logging need not look them up
+    # for each record (the access log writes one per request).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     for name in (LOGGER, "uvicorn", "uvicorn.error"):

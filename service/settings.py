@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import os
+import typing
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,6 +37,8 @@ class Settings(BaseSettings):
                                                        "the body, else 408")
     max_connections: int = Field(512, ge=1, description="open connections per worker; requests on further "
                                                        "ones get 503")
+    max_client_connections: int = Field(128, ge=1, description="open connections per client address per "
+                                                              "worker; further ones get 503 at once")
     mmap_threshold: int = Field(128 * 1024, ge=0, description="bytes from which malloc maps a block and "
                                                              "returns it when freed (glibc; 0 = glibc's own "
                                                              "sliding threshold): heavy requests leave no "
@@ -44,7 +47,55 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
 
+class SettingsError(ValueError):
+    """A setting the environment gives that Settings cannot take; the message is one line naming the variable."""
+
+
+PREFIX = Settings.model_config["env_prefix"]
+KINDS = {int: "an integer", float: "a number", str: "text", Path: "a path", bool: "true or false"}
+BOUNDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+
+
+def variable(field: str) -> str:
+    return f"{PREFIX}{field.upper()}"
+
+
+def accepts(field: str) -> str:
+    """What a field takes, in words, from its type and constraints (so it stays true as fields change)."""
+    info = Settings.model_fields[field]
+    kind = info.annotation
+    if typing.get_origin(kind) is Literal:
+        return "one of " + ", ".join(str(v) for v in typing.get_args(kind))
+    words = KINDS.get(kind, getattr(kind, "__name__", str(kind)))
+    bounds = [f"{sign} {getattr(c, attr)}" for c in info.metadata for attr, sign in BOUNDS
+              if getattr(c, attr, None) is not None]
+    bounds += [f"of at least {c.min_length} characters" for c in info.metadata if getattr(c, "min_length", None)]
+    return words + (" " + " and ".join(bounds) if bounds else "")
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value raises SettingsError naming the variable and what it takes."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            field = str(err["loc"][0]) if err["loc"] else ""
+            if field not in Settings.model_fields:
+                problems.append(err["msg"])
+                continue
+            given = next((v for k, v in os.environ.items() if k.upper() == variable(field)), None)
+            problems.append(f"{variable(field)}={given!r} is not valid: it takes {accepts(field)}")
+        raise SettingsError("; ".join(problems)) from None
+
+
+def unknown_variables(environ: typing.Mapping[str, str]) -> list[str]:
+    """NAMEGEN_* variables that name no setting (a typo is otherwise silently ignored)."""
+    known = {variable(f) for f in Settings.model_fields}
+    return sorted(k for k in environ if k.upper().startswith(PREFIX) and k.upper() not in known)
+
+
 @lru_cache
 def get_settings() -> Settings:
-    """The process's settings from the environment (cached)."""
-    return Settings()
+    """The process's settings from the environment (cached); SettingsError if one is bad."""
+    return load_settings()

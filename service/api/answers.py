@@ -15,6 +15,7 @@ from service.core.jobs import Generation, ScoreJob
 SCORE_PIECE = 50  # /score names per piece of the streamed answer: bounds the answer text that exists at once
 JSON_BOOL = {True: "true", False: "false"}
 ALIVE = {"status": "ok"}  # /healthz
+ALIVE_BYTES = json.dumps(ALIVE, separators=(",", ":")).encode()
 
 
 class EngineText:

@@ -18,7 +18,7 @@ from service.core.jobs import Job
 from service.core.scheduler import Scheduler
 from service.ops.metrics import Metrics
 
-SHED_PAUSE = 0.25  # seconds a refused request waits before its 503
+SHED_PAUSE = 1.0  # seconds a refused request waits before its 503 (as long as its Retry-After asks)
 WATCH_WEIGHT = 8  # jobs of at least this weight stop when their client goes away (smaller ones end within a few steps)
 
 

@@ -10,13 +10,19 @@ bound on header size: 2,000 such connections stayed open indefinitely. Per conne
   NAMEGEN_MAX_CONNECTIONS open connections in this worker (503): the request goes to the app marked
   with the refusal (scope key REFUSAL), which answers it in the service's error shape and closes the
   connection, so it is logged and counted like any other; headers still arriving past the limit
-  (sent slowly) get 431 from here at once.
+  (sent slowly) get 431 from here at once;
+- refuses a connection at once (503, closed) when its client address already holds
+  NAMEGEN_MAX_CLIENT_CONNECTIONS in this worker, so slow connections from one source cannot fill the
+  worker's cap for everyone else;
+- answers the requests httptools cannot parse (Content-Length with Transfer-Encoding, a bad chunk size,
+  an unknown method...) in the service's JSON error shape, where uvicorn writes plain text.
 uvicorn loads it by name (`http="service.api.protocol:GuardedProtocol"`), also in each worker process,
 so the limits come from the environment's settings."""
 from __future__ import annotations
 
 import functools
 from asyncio import TimerHandle
+from collections import Counter
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -27,13 +33,17 @@ from service.settings import get_settings
 log = get_logger("connections")
 
 MAX_HEADER_BYTES = 32 * 1024  # request line and headers; nginx's default buffers allow 4 x 8 KB
-REFUSAL = "namegen.refusal"  # scope key: (status, message) for the app to answer (app.RequestMiddleware)
+REFUSAL = "namegen.refusal"  # scope key: (status, message) for the app to answer (service.api.edge.Edge)
+TURN_AWAY_LINGER = 1.0  # seconds a turned-away connection stays half-closed (see GuardedProtocol._turn_away)
+CLIENTS: Counter[str] = Counter()  # open connections per client address in this worker
 
 
 def canned(status: int, message: str) -> bytes:
     """A complete HTTP/1.1 response in the service's error shape, closing the connection."""
     body = answers.error_bytes(message)
+    retry = b"retry-after: 1\r\n" if status == 503 else b""
     return b"".join([STATUS_LINE[status], b"content-type: application/json\r\n",
+                     b"x-content-type-options: nosniff\r\n", retry,
                      b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n", body])
 
 
@@ -44,22 +54,60 @@ class GuardedProtocol(HttpToolsProtocol):
         self.header_timeout = settings.header_timeout
         self.body_timeout = settings.body_timeout
         self.max_connections = settings.max_connections
+        self.max_client_connections = settings.max_client_connections
+        self.address: str | None = None  # counted in CLIENTS while open
+        self.turned_away = False
         self.serving_app = self.app
         self.read_timer: TimerHandle | None = None
         self.header_bytes: int | None = None  # while a request's headers are being read
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        address = self.client[0] if self.client else None
+        if address is not None:
+            if CLIENTS[address] >= self.max_client_connections:
+                self._turn_away(address)
+                return
+            CLIENTS[address] += 1
+            self.address = address
         # uvicorn arms its keep-alive timer only after a response; a silent new connection gets it too
         # (data_received cancels it, exactly as for a kept-alive connection).
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
                                                             self.timeout_keep_alive_handler)
 
+    def _turn_away(self, address: str) -> None:
+        """Answer 503 before any request and end the connection. Closing at once would make the kernel
+        reset it when the client's request arrives unread, and the client might never read the 503; so
+        send it with a FIN, drop what comes in, and close a moment later. The connection no longer
+        counts toward the worker's cap meanwhile."""
+        self.connections.discard(self)
+        self.turned_away = True
+        self.transport.write(canned(503, f"busy: more than {self.max_client_connections} connections "
+                                         "from this address"))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.read_timer = self.loop.call_later(TURN_AWAY_LINGER, self.transport.close)
+        log.info("closed a connection: too many from one address", extra={"fields": {"client": address,
+                                                                                      "status": 503}})
+
     def connection_lost(self, exc) -> None:
         self._stop_timer()
+        if self.address is not None:
+            CLIENTS[self.address] -= 1
+            if not CLIENTS[self.address]:
+                del CLIENTS[self.address]
+            self.address = None
         super().connection_lost(exc)
 
+    def send_400_response(self, msg: str) -> None:
+        """httptools could not parse the request: the JSON error shape, not uvicorn's plain text."""
+        self._stop_timer()
+        self.transport.write(canned(400, f"malformed HTTP request: {msg.rstrip('.').lower()}"))
+        self.transport.close()
+
     def data_received(self, data: bytes) -> None:
+        if self.turned_away:
+            return
         super().data_received(data)
         if self.header_bytes is not None and not self.transport.is_closing():
             self.header_bytes += len(data)  # counted after parsing: a chunk may hold headers and body

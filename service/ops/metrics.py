@@ -1,8 +1,16 @@
 """Prometheus metrics, one registry per app (so several apps in one test process stay apart).
-With several workers each process keeps its own counts; a scrape sees the worker that answered."""
+A server started by `python -m service` runs prometheus-client's multiprocess mode
+(service/ops/metrics_dir.py): every worker writes its values to the run's directory and a scrape,
+whichever worker answers it, adds up all of them."""
 from __future__ import annotations
 
+import os
+import re
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import multiprocess
+
+from service.ops.metrics_dir import shared_dir
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -22,16 +30,23 @@ class Metrics:
         self.scored = Counter("namegen_names_scored", "names scored by /score", registry=r)
         self.busy = Counter("namegen_busy_rejections", "requests refused with 503: too many in flight",
                             registry=r)
-        self.in_flight = Gauge("namegen_in_flight", "generations and scorings in flight", registry=r)
-        self.model = Gauge("namegen_model_info", "1 for the model version being served",
-                           ["name", "version"], registry=r)
+        self.in_flight = Gauge("namegen_in_flight", "generations and scorings in flight", registry=r,
+                               multiprocess_mode="livesum")
+        self.model = Gauge("namegen_model_info", "1 for the model version being served (by any worker)",
+                           ["name", "version"], registry=r, multiprocess_mode="livemax")
         self.reloads = Counter("namegen_reloads", "model (re)loads by outcome", ["outcome"], registry=r)
-        self.ready = Gauge("namegen_ready", "1 when a validated model is loaded", registry=r)
+        self.ready = Gauge("namegen_ready", "1 when a validated model is loaded (in every worker)", registry=r,
+                           multiprocess_mode="livemin")
         self.model_rows = Gauge("namegen_model_rows", "contexts the served version's model has computed "
-                                "since it was loaded (cache misses)", registry=r)
+                                "since it was loaded (cache misses; summed over the workers)", registry=r,
+                                multiprocess_mode="livesum")
         for outcome in ("ok", "failed"):
             self.reloads.labels(outcome)
         self._children: dict[tuple[str, str, int], tuple] = {}
+        self._served: tuple[str, str] | None = None
+        self.shared = shared_dir()
+        if self.shared:
+            forget_dead_workers(self.shared)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         if method not in METHODS:  # a client must not mint label values (each is a series kept forever)
@@ -46,9 +61,25 @@ class Metrics:
 
     def serving(self, name: str, version: str) -> None:
         """Record the model now served (the previous version's series is dropped)."""
-        self.model.clear()
+        if self._served is not None:
+            self.model.labels(*self._served).set(0)  # the shared files keep every series: zero it
+        self._served = (name, version)
+        if not self.shared:  # prometheus-client cannot clear series in multiprocess mode
+            self.model.clear()
         self.model.labels(name, version).set(1)
         self.ready.set(1)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.shared:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.shared)
+        return generate_latest(registry)
+
+
+def forget_dead_workers(path: str) -> None:
+    """Drop the live gauges of workers that are gone (uvicorn restarts a worker that dies, under a new pid)."""
+    pids = {int(m.group(1)) for f in os.listdir(path) if (m := re.search(r"_(\d+)\.db\Z", f))}
+    for pid in pids:
+        if not os.path.exists(f"/proc/{pid}"):
+            multiprocess.mark_process_dead(pid, path)

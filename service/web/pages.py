@@ -24,8 +24,6 @@ from service.web.files import Catalogs
 
 router = APIRouter(include_in_schema=False)
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 STATIC_CACHE = "public, max-age=3600"  # the package's files: change only with a new install
 REPORT_CACHE = "public, max-age=31536000, immutable"  # a version's files never change once published
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -56,33 +54,8 @@ CATALOGS = Catalogs()
 
 
 def install(app: FastAPI) -> None:
-    """Add the pages and the headers to an app (called by service.api.app.create_app)."""
+    """Add the pages to an app (called by service.api.app.create_app); their headers come from the edge."""
     app.include_router(router)
-    app.add_middleware(PageHeaders, skip=frozenset(p for p in (app.docs_url, app.redoc_url,
-                                                               app.swagger_ui_oauth2_redirect_url) if p))
-
-
-class PageHeaders:
-    """nosniff on every response; the Content-Security-Policy on all but FastAPI's own docs pages
-    (Swagger UI needs inline script). Plain ASGI, like the app's other middleware."""
-
-    def __init__(self, app, skip: frozenset[str]):
-        self.app = app
-        self.skip = skip
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        extra = [(b"x-content-type-options", b"nosniff")]
-        if scope["path"] not in self.skip:
-            extra.append((b"content-security-policy", CSP.encode()))
-
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 def page(title: str, body: str, status: int = 200) -> HTMLResponse:

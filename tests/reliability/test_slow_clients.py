@@ -11,7 +11,8 @@ import httpx
 from reliability_helpers import open_fds, status_kb, wait_until
 
 CONNECTIONS = 2000
-TIMEOUTS = {"KEEP_ALIVE": "5", "HEADER_TIMEOUT": "5", "BODY_TIMEOUT": "5"}  # short, to keep the run short
+TIMEOUTS = {"KEEP_ALIVE": "5", "HEADER_TIMEOUT": "5", "BODY_TIMEOUT": "5",  # short, to keep the run short
+            "MAX_CLIENT_CONNECTIONS": "4000"}  # the worker's cap and timeouts here; the per-address limit: test_edge_abuse.py
 
 
 def test_slow_clients_are_shed_and_the_server_keeps_serving(registry, start_server, figure):

@@ -117,3 +117,14 @@ def metric(text: str, name: str, /, **labels: str) -> float:
         if all(f'{k}="{v}"' in rest for k, v in labels.items()) or not want:
             return float(value)
     return 0.0
+
+
+# Requests httptools refuses to parse (the server answers each with a JSON 400 of its own).
+MALFORMED = {
+    "content-length with transfer-encoding": b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                                             b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "a bad chunk size": b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    "content-length -1": b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    "an unknown method": b"FROB /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+}

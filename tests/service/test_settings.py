@@ -47,3 +47,34 @@ def test_settings_for_slow_clients_and_connections(monkeypatch):
     monkeypatch.setenv("NAMEGEN_BODY_TIMEOUT", "0")
     with pytest.raises(ValidationError, match="body_timeout"):
         Settings()
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("NAMEGEN_PORT", "abc", "NAMEGEN_PORT='abc' is not valid: it takes an integer >= 0 and <= 65535"),
+    ("NAMEGEN_LOG_FORMAT", "xml", "NAMEGEN_LOG_FORMAT='xml' is not valid: it takes one of text, json"),
+    ("NAMEGEN_RELOAD_INTERVAL", "-1", "NAMEGEN_RELOAD_INTERVAL='-1' is not valid: it takes a number >= 0"),
+])
+def test_a_bad_setting_is_one_line_naming_the_variable_and_what_it_takes(monkeypatch, key, value, expected):
+    from service.settings import SettingsError, load_settings
+    monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError) as e:
+        load_settings()
+    assert str(e.value) == expected
+
+
+def test_python_m_service_with_a_bad_setting_prints_one_line_and_exits_2():
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "NAMEGEN_PORT": "abc"}
+    done = subprocess.run([sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["namegen: NAMEGEN_PORT='abc' is not valid: it takes an integer "
+                                                ">= 0 and <= 65535"]
+
+
+def test_unknown_namegen_variables_are_found_from_the_settings_fields():
+    from service.settings import Settings, unknown_variables
+    environ = {"NAMEGEN_PORT": "1", "NAMEGEN_MAX_COUNTT": "5", "NAMEGEN_WORKERS": "2", "OTHER": "x"}
+    assert unknown_variables(environ) == ["NAMEGEN_MAX_COUNTT"]
+    assert unknown_variables({f"NAMEGEN_{f.upper()}": "1" for f in Settings.model_fields}) == []

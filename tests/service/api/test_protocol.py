@@ -5,7 +5,7 @@ import socket
 import time
 
 import httpx
-from service_helpers import wait_until
+from service_helpers import MALFORMED, wait_until
 
 LIMITS = {"KEEP_ALIVE": "1", "HEADER_TIMEOUT": "1.5", "BODY_TIMEOUT": "1.5", "MAX_CONNECTIONS": "40"}
 
@@ -79,7 +79,7 @@ def test_server_sheds_slow_connections_and_keeps_serving(trained_registry, start
     """200 connections that send half a request and stall: the server answers others meanwhile
     (over the connection cap: 503 with Retry-After, at once), then drops all 200 by the header
     timeout, and its file descriptors come back to where they were."""
-    server = start_server(trained_registry, **LIMITS)
+    server = start_server(trained_registry, **LIMITS, MAX_CLIENT_CONNECTIONS="1000")  # the worker's cap, not the client's
     pid = server.proc.pid
     assert httpx.get(f"{server.url}/healthz").status_code == 200
     before = open_fds(pid)
@@ -97,3 +97,50 @@ def test_server_sheds_slow_connections_and_keeps_serving(trained_registry, start
     assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
     for sock in slow:
         sock.close()
+
+
+def test_server_refuses_a_client_past_its_own_connection_limit_while_others_are_served(trained_registry,
+                                                                                        start_server):
+    """30 stalled connections from 127.0.0.1 (its limit: 20): the ten past the limit get a JSON 503 at once,
+    while another source address (127.0.0.2) is served; once they close, 127.0.0.1 is served again."""
+    server = start_server(trained_registry, **LIMITS, MAX_CLIENT_CONNECTIONS="20")
+    port = int(server.url.rsplit(":", 1)[1])
+    slow = [connect(server.url) for _ in range(30)]
+    for sock in slow:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    refused = [response(read_all(sock)[0]) for sock in slow[20:]]
+    for status, headers, body in refused:
+        assert (status, headers["retry-after"], headers["x-content-type-options"]) == (503, "1", "nosniff")
+        assert body["detail"][0]["message"] == "busy: more than 20 connections from this address"
+    other = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0))
+    other.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert response(read_all(other)[0])[0] == 200
+    for sock in slow[:20]:
+        sock.close()
+    wait_until(lambda: httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200, timeout=5)
+
+
+
+
+def test_requests_the_http_parser_rejects_get_a_json_400_with_nosniff(trained_registry, start_server):
+    server = start_server(trained_registry, **LIMITS)
+    for what, raw in MALFORMED.items():
+        sock = connect(server.url)
+        sock.sendall(raw)
+        status, headers, body = response(read_all(sock)[0])
+        assert (status, headers["content-type"], headers["x-content-type-options"]) == \
+            (400, "application/json", "nosniff"), what
+        assert body["detail"][0]["message"].startswith("malformed HTTP request"), what
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_server_sends_no_server_header_answers_head_and_wants_a_host(trained_registry, start_server):
+    server = start_server(trained_registry, **LIMITS)
+    r = httpx.head(f"{server.url}/healthz")
+    assert r.status_code == 200 and r.content == b"" and "server" not in r.headers
+    assert r.headers["content-length"] == str(len(httpx.get(f"{server.url}/healthz").content))
+    sock = connect(server.url)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+    status, headers, body = response(read_all(sock)[0])
+    assert (status, headers["x-content-type-options"], body["detail"][0]["field"]) == (400, "nosniff", "host")
+    assert "server" not in headers

@@ -33,7 +33,7 @@ def report_pngs(manifest: dict) -> set[str]:
 
 
 def test_pages_send_a_csp_of_their_own_origin_and_nosniff(client):
-    for path in ("/", "/model/card", "/static/style.css"):
+    for path in ("/", "/model/card", "/static/style.css", "/docs", "/redoc", "/docs-files/swagger-ui-bundle.js"):
         r = client.get(path)
         assert r.status_code == 200, path
         csp = r.headers["content-security-policy"]
@@ -41,8 +41,21 @@ def test_pages_send_a_csp_of_their_own_origin_and_nosniff(client):
         assert "unsafe-inline" not in csp and "http" not in csp
         assert r.headers["x-content-type-options"] == "nosniff"
     assert client.get("/generate?seed=1").headers["x-content-type-options"] == "nosniff"
-    docs = client.get("/docs")  # Swagger UI needs its inline script: no CSP there
-    assert docs.status_code == 200 and "content-security-policy" not in docs.headers
+
+
+def test_docs_pages_load_their_viewers_from_the_package_only(client):
+    """Swagger UI and ReDoc: every script and stylesheet is served here, and is the installed package's file."""
+    from importlib import resources
+    bundled = resources.files("fastapi_offline").joinpath("static")
+    for path, viewer in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        parts = PageParts(client.get(path).text)
+        sources = [s["src"] for s in parts.scripts]
+        assert sources[0] == f"/docs-files/{viewer}" and all(s.startswith("/") for s in sources), path
+        assert parts.styles == 0 and parts.inline_handlers == 0, path
+        served = client.get(sources[0])
+        assert served.content == bundled.joinpath(viewer).read_bytes()
+        assert all(client.get(s).status_code == 200 for s in sources)
+    assert client.get("/docs-files/nothing.js").status_code == 404
 
 
 def test_pages_hold_no_inline_script_or_style(client):
