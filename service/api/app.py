@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from service.api import answers, openapi
+from service.api import answers, auth, openapi
 from service.logs import get_logger, setup_logging
 from service.ops.metrics import Metrics
 from service.ops.memory import map_large_blocks
@@ -45,6 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model = ModelState()
     app.state.gate = Gate(settings.max_in_flight * max(settings.max_count, settings.max_score_names))
     app.state.seeds = random.Random(os.urandom(16))  # seeds for requests without one (not secrets)
+    app.state.access = auth.access_from(settings)  # tokens and rates per client (None each when off)
+    if app.state.access.store or app.state.access.limiter:
+        app.add_middleware(auth.AuthMiddleware, access=app.state.access)  # innermost: its refusals get the page headers
     app.include_router(router)
     web.install(app)  # the pages for people (/, /model/card) and their headers
     openapi.install(app)
@@ -76,7 +79,7 @@ async def lifespan(app: FastAPI):
     loop = asyncio.get_running_loop()
     hup = False
     with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
-        loop.add_signal_handler(signal.SIGHUP, reloader.request)  # main thread of a real server only
+        loop.add_signal_handler(signal.SIGHUP, lambda: on_hup(app, reloader))  # main thread of a real server only
         hup = True
     try:
         yield
@@ -88,6 +91,12 @@ async def lifespan(app: FastAPI):
             await watcher
         await asyncio.to_thread(reloader.close)
         await app.state.scheduler.close()
+
+
+def on_hup(app: FastAPI, reloader: Reloader) -> None:
+    reloader.request()
+    if app.state.access.store is not None:
+        app.state.access.store.reload()
 
 
 # ---- errors: always {"detail": [{"field", "message", ...}]} ---------------------------------------
@@ -201,4 +210,5 @@ class RequestMiddleware:
             self.metrics.observe(path, scope["method"], status, seconds)
             access.info("request", extra={"fields": {"request_id": request_id, "method": scope["method"],
                                           "path": scope["path"], "status": status,
-                                          "duration_ms": round(seconds * 1000, 3)}})
+                                          "duration_ms": round(seconds * 1000, 3),
+                                          **({"token": scope[auth.CLIENT]} if auth.CLIENT in scope else {})}})
