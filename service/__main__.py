@@ -6,7 +6,7 @@ import sys
 
 import uvicorn
 
-from service.api.auth import startup_problem
+from service.api.auth import limits_wanted, startup_problem
 from service.api.limits import create_table
 from service.logs import setup_logging
 from service.settings import get_settings
@@ -26,7 +26,7 @@ def main() -> None:
     if settings.workers > 1:
         # Several processes: each worker imports the factory and reads the environment itself, so the
         # rate table they share is made here, before they start, and named in their environment.
-        table = create_table() if settings.rate > 0 and settings.rate_table is None else None
+        table = create_table() if limits_wanted(settings) and settings.rate_table is None else None
         if table is not None:
             os.environ["NAMEGEN_RATE_TABLE"] = str(table)
         try:

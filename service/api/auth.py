@@ -114,6 +114,11 @@ def tokens_wanted(settings: Settings) -> bool:
     return settings.auth != "off" and (settings.tokens_file is not None or settings.auth == "on")
 
 
+def limits_wanted(settings: Settings) -> bool:
+    """A limiter when there is a rate for every client, or tokens (each may carry its own rate)."""
+    return settings.rate > 0 or tokens_wanted(settings)
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -143,7 +148,7 @@ def startup_problem(settings: Settings) -> str | None:
 def access_from(settings: Settings) -> Access:
     store = TokenStore(settings.tokens_file) if tokens_wanted(settings) else None
     burst = settings.burst or max(settings.max_count, settings.max_score_names)
-    limiter = Limiter(settings.rate, burst, settings.rate_table) if settings.rate > 0 else None
+    limiter = Limiter(settings.rate, burst, settings.rate_table) if limits_wanted(settings) else None
     return Access(store, limiter)
 
 
@@ -203,7 +208,7 @@ class AuthMiddleware:
             return await self.app(scope, receive, send)
         needed = scope_for(scope["path"])
         if self.store is None or not needed:
-            if self.limiter is not None and needed:
+            if self.limiter is not None and self.limiter.rate and needed:
                 client = scope.get("client")
                 key = "address:" + (client[0] if client else "-")
                 scope[LIMIT] = (self.limiter, key, None, None)
@@ -216,6 +221,6 @@ class AuthMiddleware:
         if needed not in found.scopes:
             return await answer(send, refusal(403, f"the token {found.name!r} lacks the scope {needed!r}",
                                               f'{REALM}, error="insufficient_scope", scope="{needed}"'))
-        if self.limiter is not None:
+        if self.limiter is not None and (found.rate or self.limiter.rate):
             scope[LIMIT] = (self.limiter, "token:" + found.name, found.rate, found.burst)
         await self.app(scope, receive, send)

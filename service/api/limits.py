@@ -41,6 +41,7 @@ class Refusal:
     retry_after: int  # whole seconds until the bucket holds the request's cost
     remaining: int  # names left now
     policy: str  # the RateLimit-Policy field value
+    burst: int  # the most this client may ever take at once
 
 
 def key_hash(key: str) -> int:
@@ -91,7 +92,7 @@ class Limiter:
             if self.fd >= 0:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
         wait = math.ceil((cost - left) / rate) if cost <= burst else math.ceil(burst / rate)
-        return Refusal(max(1, wait), int(left), self.policy(rate, burst))
+        return Refusal(max(1, wait), int(left), self.policy(rate, burst), burst)
 
     def _find(self, h: int, now: float, rate: float, burst: int) -> tuple[int, float]:
         """The slot of key hash h (or a free one for it) and the names its bucket holds now."""
@@ -124,7 +125,9 @@ def charge(scope, cost: int) -> None:
     limiter, key, rate, burst = limit
     refused = limiter.take(key, cost, rate, burst)
     if refused is not None:
-        raise HTTPException(429, f"over this client's rate: {cost} names asked, {refused.remaining} left",
+        why = (f"over this client's rate: {cost} names asked, {refused.remaining} left" if cost <= refused.burst
+               else f"{cost} names is more than this client may take at once ({refused.burst}): ask for fewer")
+        raise HTTPException(429, why,
                             headers={"Retry-After": str(refused.retry_after), "RateLimit-Policy": refused.policy,
                                      "RateLimit": f'"{POLICY}";r={refused.remaining};t={refused.retry_after}'})
 

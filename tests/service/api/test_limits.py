@@ -5,6 +5,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.exceptions import HTTPException
 
 from service.api import limits
 from service.api.app import create_app
@@ -88,3 +89,30 @@ def test_requests_past_the_rate_get_429_with_retry_after_and_ratelimit_fields(li
 
 def test_without_a_rate_nothing_is_limited(client):
     assert all(client.get("/generate?count=1000").status_code == 200 for _ in range(3))
+
+
+def test_without_tokens_each_client_address_has_its_own_bucket():
+    import asyncio
+
+    from service.api.auth import Access, AuthMiddleware
+
+    async def app(scope, receive, send):
+        limits.charge(scope, 10)
+
+    middleware = AuthMiddleware(app, Access(None, limits.Limiter(rate=0.001, burst=10)))
+
+    def call(address: str, path: str = "/generate"):
+        asyncio.run(middleware({"type": "http", "path": path, "headers": [], "client": (address, 1)}, None, None))
+
+    call("10.0.0.1")
+    with pytest.raises(HTTPException, match="over this client.s rate"):
+        call("10.0.0.1")
+    call("10.0.0.2")  # another address: its own bucket
+    call("10.0.0.1", "/healthz")  # open paths are not counted against anyone
+
+
+def test_a_request_larger_than_the_burst_is_told_to_ask_for_fewer(registry, settings_for):
+    with TestClient(create_app(settings_for(registry, rate=1000, burst=50))) as c:
+        r = c.get("/generate?count=51")
+        assert r.status_code == 429 and "ask for fewer" in r.json()["detail"][0]["message"]
+        assert c.get("/generate?count=50").status_code == 200
