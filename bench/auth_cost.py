@@ -157,7 +157,8 @@ def main() -> None:
         per_cpu: dict[str, list[float]] = {label: [] for label, _, _ in configs}
         pairs = list(zip(servers, configs))
         for r in range(args.rounds):
-            for (proc, url), (label, _, tok) in pairs[r % len(pairs):] + pairs[:r % len(pairs)]:  # each goes first in turn
+            turn = pairs[r % len(pairs):] + pairs[:r % len(pairs)]  # each configuration goes first in turn
+            for (proc, url), (label, _, tok) in turn:
                 rate, served = measure(proc, url, args.seconds, tok)
                 rates[label].append(rate)
                 per_cpu[label].append(served)

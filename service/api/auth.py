@@ -28,6 +28,7 @@ log = get_logger("auth")
 OPEN = ""
 REALM = 'Bearer realm="namegen"'
 CHECK_EVERY = 1.0  # seconds between looks at the token file's stat (a request does at most one)
+CREATE = "create one: python -m service.tokens add NAME --scopes generate,read --file FILE"
 CLIENT = "namegen.client"  # scope key: the token's name, for the access log
 
 # (path pattern, scope): first match wins; `*` is one path segment, a pattern ending in `/` a prefix.
@@ -132,16 +133,15 @@ def startup_problem(settings: Settings) -> str | None:
     """Why the service must not start as configured (one line), or None: exposed without tokens, or a
     token file that cannot be used."""
     if settings.auth == "on" and settings.tokens_file is None:
-        return "NAMEGEN_AUTH=on needs NAMEGEN_TOKENS_FILE (create one: python -m service.tokens add NAME --scopes generate,read --file FILE)"
+        return f"NAMEGEN_AUTH=on needs NAMEGEN_TOKENS_FILE ({CREATE})"
     if tokens_wanted(settings):
         try:
             load(settings.tokens_file)
         except TokenFileError as e:
             return f"NAMEGEN_TOKENS_FILE: {e}"
     elif settings.auth == "auto" and not is_loopback(settings.host):
-        return (f"refusing to serve {settings.host} without tokens: set NAMEGEN_TOKENS_FILE (create one: "
-                "python -m service.tokens add NAME --scopes generate,read --file FILE), or NAMEGEN_AUTH=off "
-                "to serve everyone who can reach the port")
+        return (f"refusing to serve {settings.host} without tokens: set NAMEGEN_TOKENS_FILE ({CREATE}), "
+                "or NAMEGEN_AUTH=off to serve everyone who can reach the port")
     return None
 
 
