@@ -6,6 +6,8 @@ import sys
 
 import uvicorn
 
+from service.api.auth import limits_wanted, startup_problem
+from service.api.limits import create_table
 from service.logs import get_logger, setup_logging
 from service.ops import metrics_dir
 from service.settings import SettingsError, get_settings, unknown_variables
@@ -17,6 +19,10 @@ def main() -> None:
     except SettingsError as e:
         print(f"namegen: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    problem = startup_problem(settings)
+    if problem:
+        print(f"namegen: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     setup_logging(settings.log_format, settings.log_level)
     for name in unknown_variables(os.environ):
         get_logger("settings").warning("%s is not a setting and is ignored (a typo?)", name)
@@ -26,8 +32,16 @@ def main() -> None:
                    # slow clients and the connection cap: see service/api/protocol.py
                    http="service.api.protocol:GuardedProtocol", timeout_keep_alive=settings.keep_alive)
     if settings.workers > 1:
-        # Several processes: each worker imports the factory and reads the environment itself.
-        uvicorn.run("service.api.app:create_app_from_env", factory=True, workers=settings.workers, **options)
+        # Several processes: each worker imports the factory and reads the environment itself, so the
+        # rate table they share is made here, before they start, and named in their environment.
+        table = create_table() if limits_wanted(settings) and settings.rate_table is None else None
+        if table is not None:
+            os.environ["NAMEGEN_RATE_TABLE"] = str(table)
+        try:
+            uvicorn.run("service.api.app:create_app_from_env", factory=True, workers=settings.workers, **options)
+        finally:
+            if table is not None:
+                table.unlink(missing_ok=True)
     else:
         from service.api.app import create_app
         uvicorn.run(create_app(settings), **options)

@@ -43,6 +43,17 @@ class Settings(BaseSettings):
                                                              "returns it when freed (glibc; 0 = glibc's own "
                                                              "sliding threshold): heavy requests leave no "
                                                              "resident high-water mark")
+    # Access: tokens with scopes and rates per client (service/tokens.py, service/api/auth.py, limits.py).
+    auth: Literal["auto", "on", "off"] = Field("auto", description="auto: tokens when NAMEGEN_TOKENS_FILE is "
+                                               "set, and refuse to start on a non-loopback host without it; "
+                                               "on: tokens required; off: no tokens on any host")
+    tokens_file: Path | None = Field(None, description="the token file (python -m service.tokens), reloaded "
+                                                       "when it changes and on SIGHUP")
+    rate: float = Field(0.0, ge=0, description="names per second per client (its token, else its address); "
+                                               "0 = no limit; a token may set its own")
+    burst: int = Field(0, ge=0, description="names a client may take at once; 0 = the largest request")
+    rate_table: Path | None = Field(None, description="the rate table shared by the workers: set by "
+                                                      "`python -m service` itself")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "info"
 

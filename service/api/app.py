@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from service.api import answers, openapi
+from service.api import answers, auth, openapi
 from service.logs import get_logger, setup_logging
 from service.ops.metrics import Metrics
 from service.ops.memory import map_large_blocks
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model = ModelState()
     app.state.gate = Gate(settings.max_in_flight * max(settings.max_count, settings.max_score_names))
     app.state.seeds = random.Random(os.urandom(16))  # seeds for requests without one (not secrets)
+    app.state.access = auth.access_from(settings)  # tokens and rates per client (None each when off)
     app.include_router(router)
     web.install(app)  # the pages for people (/, /model/card)
     openapi.install(app)
@@ -57,6 +58,9 @@ def middleware(app: FastAPI, settings: Settings) -> list[tuple[type, dict]]:
     """The middleware between the edge (request id, refusals, headers, metrics, log) and the routes,
     outermost first: plain ASGI classes, each built as cls(next_app, **options). Hot routes run after
     them too (see service/api/edge.py)."""
+    access = app.state.access
+    if access.store or access.limiter:
+        return [(auth.AuthMiddleware, {"access": access})]
     return []
 
 
@@ -80,7 +84,7 @@ async def lifespan(app: FastAPI):
     loop = asyncio.get_running_loop()
     hup = False
     with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
-        loop.add_signal_handler(signal.SIGHUP, reloader.request)  # main thread of a real server only
+        loop.add_signal_handler(signal.SIGHUP, lambda: on_hup(app, reloader))  # main thread of a real server only
         hup = True
     try:
         yield
@@ -92,6 +96,12 @@ async def lifespan(app: FastAPI):
             await watcher
         await asyncio.to_thread(reloader.close)
         await app.state.scheduler.close()
+
+
+def on_hup(app: FastAPI, reloader: Reloader) -> None:
+    reloader.request()
+    if app.state.access.store is not None:
+        app.state.access.store.reload()
 
 
 # ---- errors: always {"detail": [{"field", "message", ...}]} ---------------------------------------

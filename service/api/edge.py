@@ -33,6 +33,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from service.api import answers
+from service.api.auth import CLIENT
 from service.api.protocol import REFUSAL
 from service.logs import get_logger
 from service.ops.metrics import Metrics
@@ -271,7 +272,8 @@ class Edge:
             self.metrics.observe(route.path if route is not None else self.template(inner), method, status, seconds)
             access.info("request", extra={"fields": {"request_id": request_id, "method": method,
                                           "path": scope["path"], "status": status,
-                                          "duration_ms": round(seconds * 1000, 3)}})
+                                          "duration_ms": round(seconds * 1000, 3),
+                                          **({"token": inner[CLIENT]} if CLIENT in inner else {})}})
 
     def refusal(self, scope, host, length, content_type: bytes, chunked: bool) -> tuple[int, str, str | None] | None:
         """(status, message, field) for a request answered before any route, else None."""

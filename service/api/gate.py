@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
+from service.api import limits
 from service.core.jobs import Job
 from service.core.scheduler import Scheduler
 from service.ops.metrics import Metrics
@@ -52,7 +53,9 @@ async def run_job(request: Request, job: Job) -> Any:
     state = request.app.state
     gate: Gate = state.gate
     metrics: Metrics = state.metrics
+    limits.charge(request.scope, job.weight)  # 429 when the client is over its rate
     if not gate.admit(job.weight):
+        limits.refund(request.scope, job.weight)
         metrics.busy.inc()
         await asyncio.sleep(SHED_PAUSE)
         raise HTTPException(503, f"busy: this worker has {gate.load} names of work in flight "

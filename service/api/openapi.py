@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from service.api import auth
 from service.settings import Settings
 
 METRICS_CONTENT = {"text/plain": {"schema": {"type": "string",
@@ -110,4 +111,6 @@ def with_limits(doc: dict, settings: Settings, engine) -> dict:
     metrics = doc.get("paths", {}).get("/metrics", {}).get("get")
     if metrics is not None:
         metrics.setdefault("responses", {}).setdefault("200", {})["content"] = METRICS_CONTENT
+    if auth.tokens_wanted(settings):
+        auth.describe(doc)
     return doc

@@ -115,8 +115,9 @@ class Load:
     request in flight with it); records (status or exception name, version, monotonic time at the
     end) per request."""
 
-    def __init__(self, url: str, threads: int = 3, params: str = "count=5"):
+    def __init__(self, url: str, threads: int = 3, params: str = "count=5", headers: dict | None = None):
         self.url, self.params = url, params
+        self.headers = {"Connection": "close", **(headers or {})}
         self.results: list[tuple[int | str, str | None, float]] = []
         self.stopping = threading.Event()
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
@@ -126,7 +127,7 @@ class Load:
     def _run(self) -> None:
         while not self.stopping.is_set():
             try:
-                r = httpx.get(f"{self.url}/generate?{self.params}", timeout=30, headers={"Connection": "close"})
+                r = httpx.get(f"{self.url}/generate?{self.params}", timeout=30, headers=self.headers)
                 version = r.json()["model"]["version"] if r.status_code == 200 else None
                 self.results.append((r.status_code, version, time.monotonic()))
             except httpx.HTTPError as e:

@@ -4,6 +4,20 @@
 "use strict";
 
 const FIELDS = ["count", "seed", "temperature", "top_k", "prefix", "max_length", "novel_only"];
+const TOKEN_KEY = "namegen-token";  // sessionStorage: gone when the tab closes
+
+// The token field appears once the server asks for a token (401/403), or when this tab has one.
+function tokenHeaders(form) {
+  const typed = form.elements.token.value.trim();
+  if (typed) sessionStorage.setItem(TOKEN_KEY, typed);
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function askForToken(form) {
+  document.getElementById("token-field").hidden = false;
+  form.elements.token.focus();
+}
 
 // The form's values as query parameters; empty fields are left out (the API's defaults apply).
 function parameters(form) {
@@ -85,7 +99,8 @@ function showNames(answer, params) {
   document.getElementById("seed-used").textContent = answer.seed;
   params.set("seed", answer.seed);  // the line repeats this answer, also when the seed was drawn
   const url = `${location.origin}/generate?${params}`;
-  document.getElementById("curl").textContent = `curl -s '${url}'`;
+  const auth = sessionStorage.getItem(TOKEN_KEY) ? ` -H "Authorization: Bearer $NAMEGEN_TOKEN"` : "";
+  document.getElementById("curl").textContent = `curl -s${auth} '${url}'`;
   document.getElementById("results").hidden = false;
 }
 
@@ -97,7 +112,8 @@ async function generate(event) {
   clearErrors();
   button.disabled = true;
   try {
-    const response = await fetch(`/generate?${params}`, { headers: { Accept: "application/json" } });
+    const response = await fetch(`/generate?${params}`, { headers: { Accept: "application/json", ...tokenHeaders(form) } });
+    if (response.status === 401 || response.status === 403) askForToken(form);
     const text = await response.text();
     let answer = null;
     try { answer = parseAnswer(text); } catch { /* not JSON: shown by status below */ }
@@ -124,6 +140,7 @@ async function copyCurl() {
 document.addEventListener("DOMContentLoaded", () => {
   const form = document.forms.generate;
   form.addEventListener("submit", generate);
+  if (sessionStorage.getItem(TOKEN_KEY)) document.getElementById("token-field").hidden = false;
   document.getElementById("copy").addEventListener("click", copyCurl);
   document.getElementById("keep-seed").addEventListener("click", () => {
     form.elements.seed.value = document.getElementById("seed-used").textContent;
