@@ -17,12 +17,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from service.api import answers, openapi
+from service.api import answers, oip, openapi
 from service.logs import get_logger, setup_logging
 from service.ops.metrics import Metrics
 from service.ops.memory import map_large_blocks
 from service.api.protocol import REFUSAL
-from service.ops.reload import ModelState, Reloader
+from service.ops.pool import ModelPool
+from service.ops.reload import ModelState
 from service.api.gate import Gate
 from service.api.routes import router
 from service.core.scheduler import Scheduler
@@ -42,10 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="namegen", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = Metrics()
-    app.state.model = ModelState()
+    app.state.model = ModelState()  # the default model's: what requests without `model` read
+    app.state.pool = ModelPool(settings, app.state.metrics, app.state.model)
     app.state.gate = Gate(settings.max_in_flight * max(settings.max_count, settings.max_score_names))
     app.state.seeds = random.Random(os.urandom(16))  # seeds for requests without one (not secrets)
     app.include_router(router)
+    app.include_router(oip.router)
     web.install(app)  # the pages for people (/, /model/card) and their headers
     openapi.install(app)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -69,24 +72,20 @@ async def lifespan(app: FastAPI):
     map_large_blocks(settings.mmap_threshold)  # before the model's tables: see service/ops/memory.py
     app.state.scheduler = Scheduler()
     app.state.scheduler.start()
-    reloader = Reloader(settings, app.state.model, app.state.metrics)
-    await asyncio.to_thread(reloader.check)  # the first attempt; a failure leaves /readyz at 503
+    pool: ModelPool = app.state.pool
+    await pool.start()  # the default model's first attempt (a failure leaves /readyz at 503); others load after
     gc.freeze()  # what startup built lives on: keep it out of the collector's full passes (tail latency)
-    watcher = asyncio.create_task(reloader.run())
     loop = asyncio.get_running_loop()
     hup = False
     with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
-        loop.add_signal_handler(signal.SIGHUP, reloader.request)  # main thread of a real server only
+        loop.add_signal_handler(signal.SIGHUP, pool.request)  # main thread of a real server only
         hup = True
     try:
         yield
     finally:
         if hup:
             loop.remove_signal_handler(signal.SIGHUP)
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        await asyncio.to_thread(reloader.close)
+        await pool.close()
         await app.state.scheduler.close()
 
 
@@ -102,7 +101,8 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         methods = allowed_methods(request)
         if methods:
             headers = {**(headers or {}), "Allow": ", ".join(methods)}
-    return JSONResponse(answers.error(str(exc.detail)), status_code=exc.status_code, headers=headers)
+    return JSONResponse(answers.error(str(exc.detail), getattr(exc, "field", None)), status_code=exc.status_code,
+                        headers=headers)
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -184,7 +184,8 @@ class RequestMiddleware:
                     self.metrics.busy.inc()
                 response = JSONResponse(answers.error(message), status_code=code, headers=headers)
                 await response(scope, receive, send_with_id)
-            elif has_body and scope["method"] in ("POST", "PUT", "PATCH") and not is_json(content_type):
+            elif (has_body and scope["method"] in ("POST", "PUT", "PATCH") and not is_json(content_type)
+                  and not scope["path"].startswith("/v2/")):  # the inference protocol's clients send no type
                 response = JSONResponse(answers.error("a request body must be JSON (content-type: application/json)",
                                                       "content-type"), status_code=415)
                 await response(scope, receive, send_with_id)

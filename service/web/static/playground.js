@@ -3,7 +3,7 @@
 // page says is what the API says.
 "use strict";
 
-const FIELDS = ["count", "seed", "temperature", "top_k", "prefix", "max_length", "novel_only"];
+const FIELDS = ["model", "count", "seed", "temperature", "top_k", "prefix", "max_length", "novel_only"];
 
 // The form's values as query parameters; empty fields are left out (the API's defaults apply).
 function parameters(form) {
