@@ -16,7 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from artifact.layout import POINTER, list_versions
-from artifact.manifest import MODEL_FILE
+from artifact.manifest import MANIFEST_FILE, MODEL_FILE
 from service.core.engine import Engine
 from service.logs import get_logger
 from service.ops.metrics import Metrics
@@ -159,6 +159,9 @@ class ModelPool:
         key = (name, version)
         engine = self.pinned.get(key)
         if engine is not None:
+            if not (engine.model.path / MANIFEST_FILE).is_file():  # pruned since it was loaded: one stat
+                del self.pinned[key]
+                raise UnknownVersion(name, version)
             self.pinned.move_to_end(key)
             return engine
         task = self.loading.get(key)
