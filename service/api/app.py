@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gate = Gate(settings.max_in_flight * max(settings.max_count, settings.max_score_names))
     app.state.seeds = random.Random(os.urandom(16))  # seeds for requests without one (not secrets)
     app.include_router(router)
-    app.include_router(oip.router)
+    oip.install(app)
     web.install(app)  # the pages for people (/, /model/card) and their headers
     openapi.install(app)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -18,6 +18,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from artifact.layout import list_versions
 from service.api import answers
@@ -234,6 +235,9 @@ async def _generate(request: Request, name: str, version: str | None) -> Respons
                          "text_output": "\n".join(gen.names), "seed": seed, "names": gen.names})
 
 
+plain_routes: list[Route] = []  # what serves the model paths (see install)
+
+
 def both(method: str, tail: str, handler, summary: str) -> None:
     """A protocol path for the model's CURRENT and the same path under /versions/{version}."""
     async def current(request: Request, name: str) -> Response:
@@ -242,13 +246,26 @@ def both(method: str, tail: str, handler, summary: str) -> None:
     async def pinned(request: Request, name: str, version: str) -> Response:
         return await answered(request, handler, name, version)
 
-    router.add_api_route(f"/models/{{name}}{tail}", current, methods=[method], name=f"{handler.__name__}_current",
-                         summary=f"{summary}: the model's CURRENT")
-    router.add_api_route(f"/models/{{name}}/versions/{{version}}{tail}", pinned, methods=[method],
-                         name=f"{handler.__name__}_version", summary=f"{summary}: a published version")
+    async def plain(request: Request) -> Response:
+        params = request.path_params
+        return await answered(request, handler, params["name"], params.get("version"))
+
+    for path, endpoint, which in ((f"/models/{{name}}{tail}", current, "the model's CURRENT"),
+                                  (f"/models/{{name}}/versions/{{version}}{tail}", pinned, "a published version")):
+        router.add_api_route(path, endpoint, methods=[method], name=f"{handler.__name__}_{endpoint.__name__}",
+                             summary=f"{summary}: {which}")
+        plain_routes.append(Route(router.prefix + path, plain, methods=[method]))
 
 
 both("GET", "", _metadata, "Model metadata")
 both("GET", "/ready", _ready, "200 once loaded")
 both("POST", "/infer", _infer, "The graph's logits for the given contexts")
 both("POST", "/generate", _generate, "The generate extension (text_input: the prefix; parameters: as /generate's)")
+
+
+def install(app) -> None:
+    """The protocol's routes. The model paths are served by plain Starlette routes placed first: the
+    handlers read their own bodies, so FastAPI's per-request parameter machinery would only add cost;
+    the FastAPI routes behind them (never reached) describe the paths in the API document."""
+    app.include_router(router)
+    app.router.routes[:0] = plain_routes
