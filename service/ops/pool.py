@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections import OrderedDict
 from pathlib import Path
 
@@ -112,7 +113,14 @@ class ModelPool:
             self.tasks.append(asyncio.create_task(self._look_for_names()))
 
     def _watch(self, reloader: Reloader, first: bool) -> None:
-        self.tasks.append(asyncio.create_task(reloader.run(first=first), name=f"namegen-reload-{reloader.name}"))
+        self.tasks.append(asyncio.create_task(self._run(reloader, first), name=f"namegen-reload-{reloader.name}"))
+
+    @staticmethod
+    async def _run(reloader: Reloader, first: bool) -> None:
+        if first:
+            await reloader.run_once()
+            gc.freeze()  # what the load built lives on, as at startup: out of the collector's full passes
+        await reloader.run()
 
     async def _look_for_names(self) -> None:
         while True:

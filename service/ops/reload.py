@@ -174,11 +174,8 @@ class Reloader:
                                     "model": self.name}})
         return "failed"
 
-    async def run(self, first: bool = False) -> None:
-        """Poll CURRENT every reload_interval seconds (and whenever `request` is called); `first`:
-        look at once (a model other than the default one, loaded after the service is ready)."""
-        if first:
-            await self._check()
+    async def run(self) -> None:
+        """Poll CURRENT every reload_interval seconds (and whenever `request` is called)."""
         while True:
             interval = self.settings.reload_interval or math.inf
             if self.state.engine is None:
@@ -190,9 +187,10 @@ class Reloader:
             except asyncio.TimeoutError:
                 pass
             self.wake.clear()
-            await self._check()
+            await self.run_once()
 
-    async def _check(self) -> None:
+    async def run_once(self) -> None:
+        """One check, off the event loop."""
         try:
             await asyncio.to_thread(self.check)
         except Exception:  # never let the watcher die
