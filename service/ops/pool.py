@@ -66,6 +66,7 @@ class ModelPool:
         self.pinned: OrderedDict[tuple[str, str], Engine] = OrderedDict()  # least recently used first
         self.loading: dict[tuple[str, str], asyncio.Task] = {}
         self.tasks: list[asyncio.Task] = []
+        self.wake = asyncio.Event()
         self._add(self.default, default_state or ModelState())
 
     # ---- which models ---------------------------------------------------------------------------
@@ -87,9 +88,11 @@ class ModelPool:
         return [p.name for p in entries if (not self.allow or p.name in self.allow)
                 and ((p / POINTER).exists() or list_versions(root, p.name))]
 
-    def discover(self) -> list[Reloader]:
-        """Reloaders for names that appeared in the registry since the last look. Blocking."""
-        return [self._add(name, ModelState()) for name in self.registry_names() if name not in self.states]
+    async def discover(self) -> list[Reloader]:
+        """Reloaders for names that appeared in the registry since the last look (the disk is read in a
+        thread; the pool changes on the event loop only)."""
+        names = await asyncio.to_thread(self.registry_names)
+        return [self._add(name, ModelState()) for name in names if name not in self.states]
 
     @property
     def names(self) -> list[str]:
@@ -106,11 +109,10 @@ class ModelPool:
     async def start(self) -> None:
         """Load the default model's CURRENT now (ready as soon as it is), the others in the background."""
         await asyncio.to_thread(self.reloaders[self.default].check)
-        for reloader in await asyncio.to_thread(self.discover):
+        for reloader in await self.discover():
             self._watch(reloader, first=True)
         self._watch(self.reloaders[self.default], first=False)
-        if self.settings.reload_interval:
-            self.tasks.append(asyncio.create_task(self._look_for_names()))
+        self.tasks.append(asyncio.create_task(self._look_for_names()))
 
     def _watch(self, reloader: Reloader, first: bool) -> None:
         self.tasks.append(asyncio.create_task(self._run(reloader, first), name=f"namegen-reload-{reloader.name}"))
@@ -123,18 +125,22 @@ class ModelPool:
         await reloader.run()
 
     async def _look_for_names(self) -> None:
+        """Every reload_interval seconds (and on SIGHUP), names new in the registry start being served."""
         while True:
-            await asyncio.sleep(self.settings.reload_interval)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=self.settings.reload_interval or None)
+            self.wake.clear()
             try:
-                for reloader in await asyncio.to_thread(self.discover):
+                for reloader in await self.discover():
                     self._watch(reloader, first=True)
             except Exception:  # never let the watcher die
                 log.exception("looking for new model names failed unexpectedly")
 
     def request(self) -> None:
-        """SIGHUP: every model looks at its CURRENT now (refused versions included)."""
+        """SIGHUP: every model looks at its CURRENT now (refused versions included), and for new names."""
         for reloader in list(self.reloaders.values()):
             reloader.request()
+        self.wake.set()
 
     async def close(self) -> None:
         for task in [*self.tasks, *self.loading.values()]:

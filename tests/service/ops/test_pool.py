@@ -158,3 +158,13 @@ def test_a_pinned_version_of_a_corrupt_copy_is_refused_by_reason(registry, setti
         assert r.json()["detail"][0]["field"] == "version" and "checksum_mismatch" in r.json()["detail"][0]["message"]
         assert version_path(registry, NAME, version).is_dir()
         assert client.get("/generate").status_code == 200
+
+
+def test_a_model_published_under_a_new_name_is_picked_up(registry, settings_for):
+    with TestClient(create_app(settings_for(registry))) as client:
+        assert [m["name"] for m in client.get("/models").json()["models"]] == [NAME]
+        add_model(registry, "shipped", current=OLD)
+        client.app.state.pool.request()  # what SIGHUP does (and each NAMEGEN_RELOAD_INTERVAL)
+        wait_until(lambda: {m["name"]: m["state"] for m in client.get("/models").json()["models"]}
+                   == {NAME: "ready", "shipped": "ready"}, timeout=60)
+        assert client.get("/generate", params={"model": "shipped"}).json()["model"]["version"] == OLD
