@@ -25,7 +25,7 @@ from service.api import answers
 from service.api.gate import Abandoned, run_job
 from service.api.parsing import check_generate, parse
 from service.api.routes import GONE, pick
-from service.api.schemas import GenerateRequest
+from service.api.schemas import GenerateRequest, ProtocolErrorResponse
 from service.core.engine import Engine
 from service.core.jobs import GenerateJob, InferJob
 
@@ -35,6 +35,11 @@ INPUT, OUTPUT = "context", "logits"
 INTEGER_TYPES = {"INT64": np.int64, "INT32": np.int32, "INT16": np.int16, "INT8": np.int8, "UINT8": np.uint8}
 HEADER_LENGTH = "inference-header-content-length"  # the binary extension: bytes of JSON before the tensors
 EXTENSIONS = ["binary_tensor_data", "generate"]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ProtocolErrorResponse, "description": "a bad request: the message names the input and the rule"},
+    404: {"model": ProtocolErrorResponse, "description": "an unknown model, or a version not in the registry"},
+    503: {"model": ProtocolErrorResponse, "description": "not ready, or too much work in flight (see Retry-After)"},
+}
 
 
 class ProtocolError(Exception):
@@ -78,7 +83,8 @@ async def live() -> dict:
     return {"live": True}
 
 
-@router.get("/health/ready", summary="200 when the default model is ready (503 before)")
+@router.get("/health/ready", summary="200 when the default model is ready (503 before)",
+            responses={503: ERRORS[503]})
 async def ready(request: Request) -> Response:
     if request.app.state.model.engine is None:
         return error(503, "not ready: the default model has no validated version loaded", {"Retry-After": "2"})
@@ -253,7 +259,7 @@ def both(method: str, tail: str, handler, summary: str) -> None:
     for path, endpoint, which in ((f"/models/{{name}}{tail}", current, "the model's CURRENT"),
                                   (f"/models/{{name}}/versions/{{version}}{tail}", pinned, "a published version")):
         router.add_api_route(path, endpoint, methods=[method], name=f"{handler.__name__}_{endpoint.__name__}",
-                             summary=f"{summary}: {which}")
+                             summary=f"{summary}: {which}", responses=ERRORS)
         plain_routes.append(Route(router.prefix + path, plain, methods=[method]))
 
 

@@ -58,7 +58,7 @@ async def served(request: Request, model: str | None = None, version: str | None
     machinery costs more per request than generating a name). The default model's CURRENT unless
     the request names a model or a version; 404 for an unknown one, 503 while none is loaded."""
     state = request.app.state
-    if model is None and version is None:
+    if version is None and (model is None or model == state.settings.model_name):  # the default model's CURRENT
         engine = state.model.engine
         if engine is None:
             raise Refused(503, "no validated model is loaded yet", headers={"Retry-After": "2"})

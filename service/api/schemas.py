@@ -163,3 +163,9 @@ class NotReadyResponse(ErrorResponse):
     reason: str = Field(description="loading, no_model_published, or a refusal code as in ReloadState")
     version: str | None = Field(description="the version that was refused, if any")
     models: list[ModelStatus] = []
+
+
+class ProtocolErrorResponse(BaseModel):
+    """The Open Inference Protocol's error object."""
+
+    error: str
