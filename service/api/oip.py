@@ -258,8 +258,11 @@ def both(method: str, tail: str, handler, summary: str) -> None:
 
     for path, endpoint, which in ((f"/models/{{name}}{tail}", current, "the model's CURRENT"),
                                   (f"/models/{{name}}/versions/{{version}}{tail}", pinned, "a published version")):
+        # The POST bodies follow the protocol's own specification, with rules no schema here can state
+        # (the shape against the model's block size, the data against the shape): they stay out of
+        # this API document, whose every schema-valid request must be accepted.
         router.add_api_route(path, endpoint, methods=[method], name=f"{handler.__name__}_{endpoint.__name__}",
-                             summary=f"{summary}: {which}", responses=ERRORS)
+                             summary=f"{summary}: {which}", responses=ERRORS, include_in_schema=method == "GET")
         plain_routes.append(Route(router.prefix + path, plain, methods=[method]))
 
 
@@ -272,6 +275,6 @@ both("POST", "/generate", _generate, "The generate extension (text_input: the pr
 def install(app) -> None:
     """The protocol's routes. The model paths are served by plain Starlette routes placed first: the
     handlers read their own bodies, so FastAPI's per-request parameter machinery would only add cost;
-    the FastAPI routes behind them (never reached) describe the paths in the API document."""
+    the FastAPI routes behind them (never reached) describe the GET paths in the API document."""
     app.include_router(router)
     app.router.routes[:0] = plain_routes
