@@ -186,9 +186,10 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def write_docs(table: str, command: str) -> None:
+def write_docs(table: str, command: str, load_avg: float) -> None:
     section = (f"{BEGIN}\n## Open Inference Protocol and many models (bench/oip_speed.py)\n\n"
-               f"{datetime.date.today().isoformat()}, {cpu_model()}, {os.cpu_count()} cores; each server on core 0 "
+               f"{datetime.date.today().isoformat()}, {cpu_model()}, {os.cpu_count()} cores (load average "
+               f"{load_avg:.1f} when the run began: the machine is shared); each server on core 0 "
                f"with one worker (idle but for the one under load), `wrk -t1 -c{CONNECTIONS}` on core 1, each "
                f"figure the best of its rounds, taken in turn. Command: `{command}`\n\n"
                f"{table}\n{END}")
@@ -210,6 +211,7 @@ def main() -> None:
     parser.add_argument("--no-mlserver", action="store_true")
     parser.add_argument("--no-docs", action="store_true", help="print only")
     args = parser.parse_args()
+    load_avg = os.getloadavg()[0]
     if not shutil.which("wrk"):
         sys.exit("wrk is needed (Debian: apt-get install -y wrk)")
     version = current_version(args.registry, args.name)
@@ -263,7 +265,7 @@ def main() -> None:
         f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows) + "\n"
     print(table)
     if not args.no_docs:
-        write_docs(table, "python bench/oip_speed.py " + " ".join(sys.argv[1:]))
+        write_docs(table, " ".join(["python bench/oip_speed.py", *sys.argv[1:]]), load_avg)
         print(f"written to {DOCS.relative_to(ROOT)}")
 
 
