@@ -203,9 +203,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def wrk(url: str, seconds: int, connections: int, cpu: int, server_pid: int) -> dict:
+def wrk(url: str, seconds: int, connections: int, cpu: int, server_pid: int, script: Path | None = None) -> dict:
+    """script: a Lua file for wrk -s (e.g. a POST with its body)."""
     before = cpu_seconds(server_pid)
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+    scripted = ["-s", str(script)] if script is not None else []
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *scripted, url],
                          capture_output=True, text=True, preexec_fn=pin(cpu)).stdout
     server_cpu = cpu_seconds(server_pid) - before
 

@@ -43,6 +43,14 @@ class Settings(BaseSettings):
                                                              "returns it when freed (glibc; 0 = glibc's own "
                                                              "sliding threshold): heavy requests leave no "
                                                              "resident high-water mark")
+    # Several models and pinned versions: which registry names are served, and how many versions other
+    # than each model's CURRENT stay loaded for requests that pin one (least recently used first out).
+    models: str = Field("", description="comma-separated model names to serve (empty: every name in the "
+                                        "registry); the default model (model_name) is always served")
+    max_pinned: int = Field(4, ge=0, description="versions other than the current ones kept loaded for "
+                                                 "requests that pin a version")
+    pinned_memory_mb: float = Field(128.0, ge=0, description="bound on the cache and graph bytes of those "
+                                                             "pinned versions together")
     # Access: tokens with scopes and rates per client (service/tokens.py, service/api/auth.py, limits.py).
     auth: Literal["auto", "on", "off"] = Field("auto", description="auto: tokens when NAMEGEN_TOKENS_FILE is "
                                                "set, and refuse to start on a non-loopback host without it; "

@@ -14,12 +14,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from service.api import answers, auth, openapi
+from service.api import answers, auth, oip, openapi
 from service.logs import get_logger, setup_logging
 from service.ops.metrics import Metrics
 from service.ops.memory import map_large_blocks
 from service.api.edge import EdgeApp
-from service.ops.reload import ModelState, Reloader
+from service.ops.pool import ModelPool
+from service.ops.reload import ModelState
 from service.api.gate import Gate
 from service.api.routes import router
 from service.core.scheduler import Scheduler
@@ -38,11 +39,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   docs_url=None, redoc_url=None)  # the package's own copies: service/web/docs.py
     app.state.settings = settings
     app.state.metrics = Metrics()
-    app.state.model = ModelState()
+    app.state.model = ModelState()  # the default model's: what requests without `model` read
+    app.state.pool = ModelPool(settings, app.state.metrics, app.state.model)
     app.state.gate = Gate(settings.max_in_flight * max(settings.max_count, settings.max_score_names))
     app.state.seeds = random.Random(os.urandom(16))  # seeds for requests without one (not secrets)
     app.state.access = auth.access_from(settings)  # tokens and rates per client (None each when off)
     app.include_router(router)
+    oip.install(app)
     web.install(app)  # the pages for people (/, /model/card)
     openapi.install(app)
     docs.install(app)  # /docs and /redoc from the package's files
@@ -77,29 +80,26 @@ async def lifespan(app: FastAPI):
     map_large_blocks(settings.mmap_threshold)  # before the model's tables: see service/ops/memory.py
     app.state.scheduler = Scheduler()
     app.state.scheduler.start()
-    reloader = Reloader(settings, app.state.model, app.state.metrics)
-    await asyncio.to_thread(reloader.check)  # the first attempt; a failure leaves /readyz at 503
+    pool: ModelPool = app.state.pool
+    await pool.start()  # the default model's first attempt (a failure leaves /readyz at 503); others load after
     gc.freeze()  # what startup built lives on: keep it out of the collector's full passes (tail latency)
-    watcher = asyncio.create_task(reloader.run())
     loop = asyncio.get_running_loop()
     hup = False
     with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
-        loop.add_signal_handler(signal.SIGHUP, lambda: on_hup(app, reloader))  # main thread of a real server only
+        loop.add_signal_handler(signal.SIGHUP, lambda: on_hup(app))  # main thread of a real server only
         hup = True
     try:
         yield
     finally:
         if hup:
             loop.remove_signal_handler(signal.SIGHUP)
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        await asyncio.to_thread(reloader.close)
+        await pool.close()
         await app.state.scheduler.close()
 
 
-def on_hup(app: FastAPI, reloader: Reloader) -> None:
-    reloader.request()
+def on_hup(app: FastAPI) -> None:
+    """SIGHUP: look at the registry and the token file now."""
+    app.state.pool.request()
     if app.state.access.store is not None:
         app.state.access.store.reload()
 

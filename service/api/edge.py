@@ -283,7 +283,8 @@ class Edge:
         if host is None and scope.get("http_version") != "1.0":
             return 400, "a Host header is required (HTTP/1.1)", "host"
         has_body = chunked or (length is not None and length.strip() not in (b"", b"0"))
-        if has_body and scope["method"] in BODY_METHODS and not is_json(content_type):
+        if (has_body and scope["method"] in BODY_METHODS and not is_json(content_type)
+                and not scope["path"].startswith("/v2/")):  # the inference protocol's clients send no type
             return 415, "a request body must be JSON (content-type: application/json)", "content-type"
         if length is not None and length.isdigit() and int(length) > self.max_body:
             return 413, f"request body larger than {self.max_body} bytes", "body"

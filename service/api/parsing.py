@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from service.core.engine import Engine
-from service.api.schemas import GenerateQuery, GenerateRequest, ScoreRequest
+from service.api.schemas import GenerateQuery, GenerateRequest, ModelQuery, ScoreRequest
 from service.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -45,6 +45,11 @@ def query(request: Request) -> dict[str, str]:
     return params
 
 
+def model_query(request: Request) -> ModelQuery:
+    """`model` and `version` from the query (GET /model, /model/card)."""
+    return parse(ModelQuery, "query", query=query(request))
+
+
 async def generate_request(request: Request) -> tuple[GenerateRequest, str]:
     """(parameters, where) of POST (JSON body; empty means all defaults) or GET (query)."""
     if request.method == "GET":
@@ -72,9 +77,13 @@ def check_generate(p: GenerateRequest, where: str, engine: Engine, settings: Set
     return max_length
 
 
-async def score_request(request: Request, engine: Engine, settings: Settings) -> ScoreRequest:
-    """The /score body, parsed like /generate's, and checked against the settings and the vocabulary."""
-    body = parse(ScoreRequest, "body", json=await request.body())
+async def score_request(request: Request) -> ScoreRequest:
+    """The /score body, parsed like /generate's (check_score then checks it against the model)."""
+    return parse(ScoreRequest, "body", json=await request.body())
+
+
+def check_score(body: ScoreRequest, engine: Engine, settings: Settings) -> ScoreRequest:
+    """The /score body checked against the settings and the vocabulary."""
     if len(body.names) > settings.max_score_names:
         raise invalid("body", "names", f"at most {settings.max_score_names} names", len(body.names))
     for i, name in enumerate(body.names):

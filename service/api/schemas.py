@@ -13,7 +13,23 @@ SEED_LIMIT = 2 ** 63
 INTEGERS = ("count", "seed", "top_k", "max_length")
 
 
-class GenerateRequest(BaseModel):
+class ModelChoice(BaseModel):
+    """Which model, and which of its published versions, a request runs on."""
+
+    model: str | None = Field(None, min_length=1, description="a model name of the registry (GET /models "
+                                                              "lists them); default: the service's default model")
+    version: str | None = Field(None, min_length=1, description="a published version of that model, served "
+                                                                "exactly whatever is published later; default: "
+                                                                "its CURRENT")
+
+
+class ModelQuery(ModelChoice):
+    """`model` and `version` as query parameters (GET /model, /model/card); nothing else."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerateRequest(ModelChoice):
     """POST /generate body (strict JSON types; unknown fields are rejected)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -77,7 +93,7 @@ class GenerateResponse(BaseModel):
     names: list[GeneratedName]
 
 
-class ScoreRequest(BaseModel):
+class ScoreRequest(ModelChoice):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     names: list[str] = Field(min_length=1, description="names to score (characters from the vocabulary, "
@@ -122,12 +138,34 @@ class ReloadState(BaseModel):
                                            "bad_pointer, load_failed; details are in the service's log")
 
 
+class ModelStatus(BaseModel):
+    name: str
+    default: bool = Field(description="requests without `model` run on it")
+    version: str | None = Field(description="the version its CURRENT serves, or null while none is loaded")
+    state: str = Field(description="ready, loading, or a reason code as in ReloadState")
+    loaded: list[str] = Field(description="versions loaded in this worker: the current one, then pinned ones")
+    reload: ReloadState
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelStatus]
+
+
 class ReadyResponse(BaseModel):
     status: Literal["ready"]
     model: ModelRef
     reload: ReloadState
+    models: list[ModelStatus] = Field(description="every model's state (the service is ready when the "
+                                                  "default model is)")
 
 
 class NotReadyResponse(ErrorResponse):
     reason: str = Field(description="loading, no_model_published, or a refusal code as in ReloadState")
     version: str | None = Field(description="the version that was refused, if any")
+    models: list[ModelStatus] = []
+
+
+class ProtocolErrorResponse(BaseModel):
+    """The Open Inference Protocol's error object."""
+
+    error: str

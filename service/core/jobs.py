@@ -2,7 +2,8 @@
 
 A `GenerateJob` is one or more rounds of names (streams start, start+1, ... of its seed) that the
 scheduler's lanes step together with every other job's names; a `ScoreJob` is the rows of its
-names' contexts, taken a chunk per step. A name's result depends only on (seed, stream index,
+names' contexts, taken a chunk per step; an `InferJob` is a client's own contexts, whose raw logits
+the inference protocol answers (one model call per step for every such job of a version). A name's result depends only on (seed, stream index,
 parameters), never on what was generated with it. The `Job` protocols list everything the
 scheduler uses of a job.
 """
@@ -66,7 +67,7 @@ class Round:
 class Job(Protocol):
     """What the scheduler uses of any job (GenerateJob and ScoreJob are the two kinds)."""
 
-    kind: Literal["generate", "score"]
+    kind: Literal["generate", "score", "infer"]
     id: int
     engine: Engine  # the model version it runs on: one lane per engine
     weight: int  # names it holds while it runs (the step's room and the gate count these)
@@ -265,3 +266,35 @@ class ScoreJob:
             values = picked[self.offsets[i]:self.offsets[i + 1]]
             out.append(Score(name, total, list(zip(name + ".", values)), name in corpus))
         return out
+
+
+class InferJob:
+    """One inference-protocol request: the graph's float32 logits for the client's contexts, run in
+    the step's one call for all such jobs of the same version."""
+
+    kind: Literal["infer"] = "infer"
+    small = True  # alone in the batch it runs at once: the same one call
+
+    def __init__(self, engine: Engine, contexts: np.ndarray):
+        self.id = next(_job_ids)
+        self.engine = engine
+        self.contexts = contexts  # (n, block_size) int64 character ids
+        self.logits: np.ndarray | None = None  # (n, V) float32, once run
+        self.weight = len(contexts)
+        self.done = False
+        self.error: BaseException | None = None
+        self.future: asyncio.Future | None = None
+
+    def run_alone(self) -> None:
+        self.take(self.engine.rows.logits(self.contexts))
+
+    def take(self, logits: np.ndarray) -> None:
+        self.logits, self.done = logits, True
+
+    def fail(self, error: BaseException) -> None:
+        self.error, self.done = error, True
+
+    def outcome(self) -> np.ndarray:
+        if self.error is not None:
+            raise self.error
+        return self.logits

@@ -134,16 +134,18 @@ class ModelRows:
         """Context keys -> (n, block_size) character ids."""
         return keys[:, None] // self.powers[None, :] % self.vocab_size
 
+    def logits(self, contexts: np.ndarray) -> np.ndarray:
+        """One model call (in chunks of RUN_CHUNK rows): (n, block_size) int64 -> (n, V) float32, the
+        graph's own output (the inference protocol answers it as it is; the cache holds no logits)."""
+        self.computed += len(contexts)
+        if len(contexts) <= RUN_CHUNK:
+            return self.runtime.run(contexts)
+        return np.concatenate([self.runtime.run(contexts[i:i + RUN_CHUNK])
+                               for i in range(0, len(contexts), RUN_CHUNK)])
+
     def compute(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One model call (in chunks of RUN_CHUNK rows) for distinct keys: float64 log-softmax and
-        temperature-1 CDF rows, (n, V) each."""
-        self.computed += len(keys)
-        contexts = self.decode(keys)  # (n, block_size) int64
-        if len(keys) <= RUN_CHUNK:
-            logits = self.runtime.run(contexts).astype(np.float64)  # (n, V)
-        else:
-            logits = np.concatenate([self.runtime.run(contexts[i:i + RUN_CHUNK])
-                                     for i in range(0, len(keys), RUN_CHUNK)]).astype(np.float64)
+        """One model call for distinct keys: float64 log-softmax and temperature-1 CDF rows, (n, V) each."""
+        logits = self.logits(self.decode(keys)).astype(np.float64)  # (n, V)
         logits -= logits.max(axis=1, keepdims=True)
         logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
         return logits, sampling.cdf_rows(logits, 1.0, None)

@@ -22,7 +22,7 @@ import numpy as np
 
 from service.core import sampler
 from service.core.engine import Engine
-from service.core.jobs import ChunksJob, Job, Round, RoundsJob
+from service.core.jobs import ChunksJob, InferJob, Job, Round, RoundsJob
 from service.logs import get_logger
 
 log = get_logger("scheduler")
@@ -374,12 +374,46 @@ class SmallLane:
         return finished
 
 
+class InferLane:
+    """The inference protocol's jobs of one model version: every job waiting at a step is answered
+    by one model call on all their contexts together (each row computed the same whatever the batch)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.rounds: dict = {}  # never any: the batch's failure paths read rounds and scores of every lane
+        self.scores: list[InferJob] = []  # the jobs waiting for the next step's call
+
+    @property
+    def idle(self) -> bool:
+        return not self.scores
+
+    def add(self, job: InferJob) -> None:
+        self.scores.append(job)
+
+    def remove(self, job: InferJob) -> None:
+        if job in self.scores:
+            self.scores.remove(job)
+
+    def step(self) -> list[Job]:
+        jobs, self.scores = self.scores, []
+        contexts = jobs[0].contexts if len(jobs) == 1 else np.concatenate([j.contexts for j in jobs])
+        logits = self.engine.rows.logits(contexts)  # (sum of n, V) float32
+        start = 0
+        for job in jobs:
+            job.take(logits[start:start + len(job.contexts)])
+            start += len(job.contexts)
+        return jobs
+
+
+INFER = "infer"  # the lane key's kind for inference-protocol jobs (True/False: scalar or vectorised lane)
+
+
 class Batch:
-    """Jobs waiting and running, stepped together; one lane per model version."""
+    """Jobs waiting and running, stepped together; one lane per model version (and kind)."""
 
     def __init__(self, step_names: int = STEP_NAMES):
         self.step_names = step_names
-        self.lanes: dict[tuple[int, bool], Lane | SmallLane] = {}  # (id(engine), scalar) -> lane
+        self.lanes: dict[tuple[int, bool | str], Lane | SmallLane | InferLane] = {}  # (id(engine), kind) -> lane
         self.waiting: deque[Job] = deque()
         self.running = 0  # weight of the jobs in lanes
 
@@ -394,7 +428,7 @@ class Batch:
         if job in self.waiting:
             self.waiting.remove(job)
             return
-        for lane in [self.lanes.get((id(job.engine), small)) for small in (True, False)]:
+        for lane in [self.lanes.get((id(job.engine), kind)) for kind in (True, False, INFER)]:
             if lane is not None and (job.id in lane.rounds or job in lane.scores):
                 lane.remove(job)
                 self.running -= job.weight
@@ -439,9 +473,15 @@ class Batch:
                 del self.lanes[key]
         return finished
 
-    def _lane(self, job: Job) -> Lane | SmallLane:
+    def _lane(self, job: Job) -> Lane | SmallLane | InferLane:
         """A small generate job joins its model version's scalar lane while that lane holds fewer
-        than SMALL_STEP names; every other job the vectorised lane."""
+        than SMALL_STEP names; an inference-protocol job its version's infer lane; every other job
+        the vectorised lane."""
+        if job.kind == "infer":
+            lane = self.lanes.get((id(job.engine), INFER))
+            if lane is None:
+                lane = self.lanes[(id(job.engine), INFER)] = InferLane(job.engine)
+            return lane
         small = self.lanes.get((id(job.engine), True))
         if job.kind == "generate" and job.small and (small is None or len(small) < SMALL_STEP):
             if small is None:

@@ -26,24 +26,31 @@ class Metrics:
                                 ["route", "method", "status"], registry=r)
         self.latency = Histogram("namegen_request_duration_seconds", "HTTP request latency",
                                  ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=r)
-        self.names = Counter("namegen_names_generated", "names returned by /generate", registry=r)
-        self.scored = Counter("namegen_names_scored", "names scored by /score", registry=r)
+        # The model label takes only names the registry holds (a request for another name is refused
+        # before anything is counted), so its values stay few.
+        self.names = Counter("namegen_names_generated", "names returned by /generate", ["model"], registry=r)
+        self.scored = Counter("namegen_names_scored", "names scored by /score", ["model"], registry=r)
+        self.inferred = Counter("namegen_oip_rows", "contexts run by the inference protocol's infer",
+                                ["model"], registry=r)
         self.busy = Counter("namegen_busy_rejections", "requests refused with 503: too many in flight",
                             registry=r)
         self.in_flight = Gauge("namegen_in_flight", "generations and scorings in flight", registry=r,
                                multiprocess_mode="livesum")
-        self.model = Gauge("namegen_model_info", "1 for the model version being served (by any worker)",
-                           ["name", "version"], registry=r, multiprocess_mode="livemax")
-        self.reloads = Counter("namegen_reloads", "model (re)loads by outcome", ["outcome"], registry=r)
-        self.ready = Gauge("namegen_ready", "1 when a validated model is loaded (in every worker)", registry=r,
-                           multiprocess_mode="livemin")
+        self.model = Gauge("namegen_model_info", "1 for the version each model serves as its CURRENT (by any "
+                           "worker)", ["name", "version"], registry=r, multiprocess_mode="livemax")
+        self.reloads = Counter("namegen_reloads", "model (re)loads by model and outcome", ["model", "outcome"],
+                               registry=r)
+        self.ready = Gauge("namegen_ready", "1 when a validated version of the default model is loaded (in every "
+                           "worker)", registry=r, multiprocess_mode="livemin")
+        self.model_ready = Gauge("namegen_model_ready", "1 when a validated version of the model is loaded (in "
+                                 "every worker)", ["model"], registry=r, multiprocess_mode="livemin")
+        self.pinned = Gauge("namegen_pinned_versions", "versions loaded for requests that pin one (summed over "
+                            "the workers)", registry=r, multiprocess_mode="livesum")
         self.model_rows = Gauge("namegen_model_rows", "contexts the served version's model has computed "
                                 "since it was loaded (cache misses; summed over the workers)", registry=r,
                                 multiprocess_mode="livesum")
-        for outcome in ("ok", "failed"):
-            self.reloads.labels(outcome)
+        self._served: dict[str, str] = {}  # model -> the version its model_info series names
         self._children: dict[tuple[str, str, int], tuple] = {}
-        self._served: tuple[str, str] | None = None
         self.shared = shared_dir()
         if self.shared:
             forget_dead_workers(self.shared)
@@ -59,15 +66,25 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def serving(self, name: str, version: str) -> None:
-        """Record the model now served (the previous version's series is dropped)."""
-        if self._served is not None:
-            self.model.labels(*self._served).set(0)  # the shared files keep every series: zero it
-        self._served = (name, version)
-        if not self.shared:  # prometheus-client cannot clear series in multiprocess mode
-            self.model.clear()
+    def known(self, model: str) -> None:
+        """A model the registry holds: its series start at zero."""
+        for outcome in ("ok", "failed"):
+            self.reloads.labels(model, outcome)
+        self.model_ready.labels(model)
+
+    def serving(self, name: str, version: str, default: bool = True) -> None:
+        """Record the version a model now serves (that model's previous version's series is dropped)."""
+        previous = self._served.get(name)
+        if previous is not None and previous != version:
+            if self.shared:  # prometheus-client cannot remove a series from the shared files: zero it
+                self.model.labels(name, previous).set(0)
+            else:
+                self.model.remove(name, previous)
+        self._served[name] = version
         self.model.labels(name, version).set(1)
-        self.ready.set(1)
+        self.model_ready.labels(name).set(1)
+        if default:
+            self.ready.set(1)
 
     def render(self) -> bytes:
         if not self.shared:

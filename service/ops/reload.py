@@ -85,9 +85,24 @@ def self_test(engine: Engine) -> None:
                 raise ArtifactError(f"self-test: {name!r} scores {scored} but was generated with {lp}")
 
 
+def load_engine(settings: Settings, name: str, version: str) -> Engine:
+    """A published version loaded through artifact.loader (checksums, graph, probe set) and
+    self-tested: every version served, current or pinned, passes here. Blocking: run it in a thread."""
+    path = version_path(settings.model_dir, name, version)
+    model = load_version(path, threads=1, expect=(name, version))
+    engine = Engine(model, cache_rows=settings.cache_rows)
+    self_test(engine)
+    return engine
+
+
 class Reloader:
-    def __init__(self, settings: Settings, state: ModelState, metrics: Metrics, retry_first: float = RETRY_FIRST):
+    """Follows one model name's CURRENT."""
+
+    def __init__(self, settings: Settings, state: ModelState, metrics: Metrics, retry_first: float = RETRY_FIRST,
+                 name: str | None = None):
         self.settings = settings
+        self.name = name or settings.model_name
+        self.default = self.name == settings.model_name
         self.state = state
         self.metrics = metrics
         self.retry_first = retry_first
@@ -111,7 +126,7 @@ class Reloader:
         s, state = self.settings, self.state
         force, self.force = self.force, False
         try:
-            version = current_version(s.model_dir, s.model_name)
+            version = current_version(s.model_dir, self.name)
         except ArtifactError as e:  # re-read at every check: no backoff, but logged once per reason
             code = reason_code(e)
             if state.refused == f"pointer: {code}" and not force:
@@ -135,20 +150,15 @@ class Reloader:
             self.warming = threading.Thread(target=engine.warm, name="namegen-warm")
             self.warming.start()
         state.clear_refusal()
-        self.metrics.reloads.labels("ok").inc()
-        self.metrics.serving(engine.name, engine.version)
+        self.metrics.reloads.labels(self.name, "ok").inc()
+        self.metrics.serving(engine.name, engine.version, self.default)
         log.info("serving %s/%s (loaded and self-tested in %.2f s)", engine.name, engine.version,
                  time.perf_counter() - started,
                  extra={"fields": {"event": "reload", "outcome": "ok", "version": version}})
         return "ok"
 
     def _load(self, version: str) -> Engine:
-        s = self.settings
-        path = version_path(s.model_dir, s.model_name, version)
-        model = load_version(path, threads=1, expect=(s.model_name, version))
-        engine = Engine(model, cache_rows=s.cache_rows)
-        self_test(engine)
-        return engine
+        return load_engine(self.settings, self.name, version)
 
     def _refuse(self, key: str, version: str | None, exc: BaseException) -> str:
         state = self.state
@@ -157,10 +167,11 @@ class Reloader:
         state.last_error = f"version {version}: {exc}" if version else str(exc)
         delay = min(RETRY_MAX, self.retry_first * 2 ** (state.failures - 1))
         state.retry_at = time.monotonic() + delay
-        self.metrics.reloads.labels("failed").inc()
+        self.metrics.reloads.labels(self.name, "failed").inc()
         serving = f"still serving {state.engine.version}" if state.engine else "no model served"
-        log.error("refused: %s (%s; next attempt in %g s)", state.last_error, serving, delay,
-                  extra={"fields": {"event": "reload", "outcome": "failed", "reason": state.reason}})
+        log.error("refused: %s: %s (%s; next attempt in %g s)", self.name, state.last_error, serving, delay,
+                  extra={"fields": {"event": "reload", "outcome": "failed", "reason": state.reason,
+                                    "model": self.name}})
         return "failed"
 
     async def run(self) -> None:
@@ -176,7 +187,11 @@ class Reloader:
             except asyncio.TimeoutError:
                 pass
             self.wake.clear()
-            try:
-                await asyncio.to_thread(self.check)
-            except Exception:  # never let the watcher die
-                log.exception("reload check failed unexpectedly")
+            await self.run_once()
+
+    async def run_once(self) -> None:
+        """One check, off the event loop."""
+        try:
+            await asyncio.to_thread(self.check)
+        except Exception:  # never let the watcher die
+            log.exception("reload check failed unexpectedly")

@@ -31,9 +31,27 @@ def file_url(version: str, path: str) -> str:
     return f"/model/files/{quote(version, safe='')}/{quote(path)}"
 
 
-def render_card(m: Manifest, catalog: dict[str, ReportFile], refused: str | None = None) -> str:
+def corpus_description(m: Manifest) -> str | None:
+    """The manifest's words for its corpus (e.g. which names a family model learned), if it has any."""
+    description = m.corpus.get("description") if isinstance(m.corpus, dict) else None
+    return description.strip() or None if isinstance(description, str) else None
+
+
+def model_picker(names: list[str], chosen: str) -> str:
+    """Links to every served model's card (the one shown is marked)."""
+    current = ' aria-current="page"'
+    links = [f'<a href="/model/card?model={quote(n)}"{current if n == chosen else ""}>{escape(n)}</a>'
+             for n in names]
+    return f'<nav id="models" aria-label="models">Models: {" · ".join(links)}</nav>' if len(names) > 1 else ""
+
+
+def render_card(m: Manifest, catalog: dict[str, ReportFile], refused: str | None = None,
+                models: list[str] = ()) -> str:
     """The <main> of the card page."""
-    parts = [f"<h1>{escape(m.name)} <small>{escape(m.version)}</small></h1>"]
+    parts = [model_picker(list(models), m.name), f"<h1>{escape(m.name)} <small>{escape(m.version)}</small></h1>"]
+    description = corpus_description(m)
+    if description:
+        parts.append(f'<p id="corpus-description">{escape(description)}</p>')
     if refused:
         parts.append(f'<p class="notice" id="refused">The last reload was refused and this version keeps '
                      f"serving: {escape(refused)}</p>")
@@ -76,6 +94,7 @@ def _corpus(m: Manifest) -> str:
     c = m.corpus
     sizes = c.get("sizes") or {}
     return _section("corpus", "Corpus", _table([
+        ("description", _text(corpus_description(m))),
         ("source", _text(c.get("source"))), ("year", _text(c.get("year"))),
         ("names", _count(sizes.get("names"))),
         ("examples (train / val / test)", " / ".join(_count(sizes.get(k)) for k in ("train", "val", "test"))),

@@ -18,8 +18,10 @@ from string import Template
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
+from service.api.parsing import model_query
+from service.api.routes import served
 from service.api.schemas import GenerateRequest
-from service.web.card import render_card
+from service.web.card import corpus_description, render_card
 from service.web.files import Catalogs
 
 router = APIRouter(include_in_schema=False)
@@ -82,7 +84,7 @@ def _help(field: str) -> str:
 @router.get("/")
 async def playground(request: Request) -> HTMLResponse:
     state = request.app.state
-    settings, engine = state.settings, state.model.engine
+    settings, engine, pool = state.settings, state.model.engine, state.pool
     manifest = engine.model.manifest if engine else None
     served = (f'serving <a href="/model/card">{escape(manifest.name)} {escape(manifest.version)}</a>'
               if manifest else "no model loaded yet")
@@ -97,28 +99,51 @@ async def playground(request: Request) -> HTMLResponse:
         max_length_min=max_length["min"], max_length_max=settings.max_length,
         max_length_default=min(settings.default_max_length, settings.max_length),  # as parsing.check_generate
         vocab=escape(manifest.vocab[1:]) if manifest else "",
+        model_options=_model_options(pool),
         **{f"help_{f}": _help(f) for f in GenerateRequest.model_fields})
     return page("namegen playground", body)
 
 
+def _model_options(pool) -> str:
+    """The playground's model picker: every served model, the default one first and selected, with
+    its corpus described in words when its manifest has a description."""
+    options = []
+    for name in sorted(pool.names, key=lambda n: n != pool.default):
+        engine = pool.states[name].engine
+        description = corpus_description(engine.model.manifest) if engine is not None else None
+        label = f"{name}: {description}" if description else name
+        options.append(f'<option value="{escape(name)}"{" selected" if name == pool.default else ""}>'
+                       f"{escape(label)}</option>")
+    return "".join(options)
+
+
 @router.get("/model/card")
 async def model_card(request: Request) -> HTMLResponse:
-    state = request.app.state.model
-    engine = state.engine  # once: a reload swaps state.model.engine, not this request's
-    if engine is None:
+    choice = model_query(request)
+    pool = request.app.state.pool
+    state = pool.state(choice.model) if choice.model in pool.states or choice.model is None else None
+    if state is not None and state.engine is None and choice.version is None:
         reason = escape(state.reason or "loading")  # a reason code: paths and onnxruntime messages stay in the log
         return page("model card", f'<h1>No model is served yet</h1><p id="refused">{reason}</p>', status=503)
+    engine = (await served(request, choice.model, choice.version)).engine  # once: a reload swaps the state's
+    state = pool.state(engine.name)
     manifest, root = engine.model.manifest, engine.model.path
     catalog = await asyncio.to_thread(CATALOGS.get, manifest, root)  # built once per version
     refused = f"version {state.refused_version}: {state.reason}" if state.refused_version else None
-    return page(f"{manifest.name} {manifest.version}", render_card(manifest, catalog, refused))
+    return page(f"{manifest.name} {manifest.version}", render_card(manifest, catalog, refused, pool.names))
+
+
+def _loaded(pool, version: str):
+    """The loaded engine of that version, whichever model it belongs to (current or pinned)."""
+    engines = [state.engine for state in pool.states.values()] + list(pool.pinned.values())
+    return next((e for e in engines if e is not None and e.version == version), None)
 
 
 @router.get("/model/files/{version}/{path:path}")
 async def report_file(request: Request, version: str, path: str) -> Response:
-    """A file of the served version's report, looked up by name in its catalog (never opened by path)."""
-    engine = request.app.state.model.engine
-    if engine is None or version != engine.model.manifest.version:
+    """A file of a loaded version's report, looked up by name in its catalog (never opened by path)."""
+    engine = _loaded(request.app.state.pool, version)
+    if engine is None:
         raise _not_found()
     catalog = await asyncio.to_thread(CATALOGS.get, engine.model.manifest, engine.model.path)
     f = catalog.get(path)

@@ -128,3 +128,20 @@ MALFORMED = {
     "content-length -1": b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
     "an unknown method": b"FROB /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
 }
+
+
+SHIPPED = ROOT / "models" / "names"  # the repository's published model: two versions with their own weights
+
+
+def add_model(registry: Path, name: str, source: Path = SHIPPED, current: str | None = None) -> list[str]:
+    """Copy every version of the model directory `source` into the registry as model `name` (each
+    manifest restamped with that name), CURRENT at `current` (default the source's). The versions."""
+    versions = sorted(p.name for p in source.iterdir() if (p / MANIFEST_FILE).is_file())
+    for version in versions:
+        target = version_path(registry, name, version)
+        shutil.copytree(source / version, target)
+        manifest = Manifest.read(target / MANIFEST_FILE)
+        manifest.name = name
+        manifest.write(target / MANIFEST_FILE)
+    set_current(registry, name, current or (source / "CURRENT").read_text().strip())
+    return versions

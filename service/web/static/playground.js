@@ -3,7 +3,7 @@
 // page says is what the API says.
 "use strict";
 
-const FIELDS = ["count", "seed", "temperature", "top_k", "prefix", "max_length", "novel_only"];
+const FIELDS = ["model", "count", "seed", "temperature", "top_k", "prefix", "max_length", "novel_only"];
 const TOKEN_KEY = "namegen-token";  // sessionStorage: gone when the tab closes
 
 // The token field appears once the server asks for a token (401/403), or when this tab has one.

@@ -8,9 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from service_helpers import SHIPPED
+
+from artifact.loader import load_version
 from service.core import offline
 from service.core.engine import Engine
-from service.core.jobs import GenerateJob, ScoreJob
+from service.core.jobs import GenerateJob, InferJob, ScoreJob
 from service.core.scheduler import Batch, Scheduler
 
 
@@ -82,6 +85,17 @@ def test_any_interleaving_gives_each_request_its_own_result(engines, plan, cache
     assert batch.running == 0 and not batch.lanes
 
 
+class Counting:
+    """A runtime that records the rows of each model call."""
+
+    def __init__(self, runtime, calls: list):
+        self.vocab, self.block_size, self.inner, self.calls = runtime.vocab, runtime.block_size, runtime, calls
+
+    def run(self, contexts):
+        self.calls.append(len(contexts))
+        return self.inner.run(contexts)
+
+
 def test_two_versions_step_side_by_side(loaded_model):
     """During a reload requests of the old and the new engine share the batch: one lane each."""
     old, new = Engine(loaded_model), Engine(loaded_model, cache_rows=500)
@@ -99,17 +113,8 @@ def test_two_versions_step_side_by_side(loaded_model):
 
 def test_a_step_makes_at_most_one_model_call_for_all_requests(loaded_model):
     calls = []
-
-    class Counting:
-        def __init__(self, runtime):
-            self.vocab, self.block_size, self.inner = runtime.vocab, runtime.block_size, runtime
-
-        def run(self, contexts):
-            calls.append(len(contexts))
-            return self.inner.run(contexts)
-
     from service.core.runtime import OnnxRuntime
-    engine = Engine(loaded_model, cache_rows=0, runtime=Counting(OnnxRuntime(loaded_model)))
+    engine = Engine(loaded_model, cache_rows=0, runtime=Counting(OnnxRuntime(loaded_model), calls))
     batch = Batch()
     jobs = [GenerateJob(engine, count=5, seed=s, prefix="") for s in range(10)] + [ScoreJob(engine, ["anna", "bob"])]
     for job in jobs:
@@ -234,3 +239,55 @@ def test_a_failing_model_fails_its_requests_and_the_scheduler_serves_on(loaded_m
     failed, ok = asyncio.run(scenario())
     assert [str(e) for e in failed] == ["model failed"] * 3
     assert ok == offline.generate(engine, count=20, seed=1)
+
+
+@pytest.fixture(scope="module")
+def three_models(loaded_model):
+    """Three models with their own weights (the trained one and the repository's two versions),
+    all stepped by one batch."""
+    shipped = [load_version(p) for p in sorted(SHIPPED.iterdir()) if p.is_dir()]
+    return [Engine(loaded_model), Engine(shipped[0], cache_rows=300), Engine(shipped[1], cache_rows=0)]
+
+
+def infer_request(engine, n, seed):
+    return np.random.default_rng(seed).integers(0, engine.vocab_size, size=(n, engine.block_size), dtype=np.int64)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan=st.lists(st.tuples(st.integers(0, 2), st.one_of(request, st.integers(1, 40)), st.integers(0, 4)),
+                     min_size=2, max_size=9))
+def test_several_models_in_one_batch_each_get_their_own_result(three_models, plan):
+    """plan: (model, request or infer rows, step it joins at). Names of different models never mix:
+    each request gets what its own model gives it alone, whatever shares its steps."""
+    batch = Batch()
+    jobs = [InferJob(three_models[m], infer_request(three_models[m], req, i)) if isinstance(req, int)
+            else make_job(three_models[m], req) for i, (m, req, _) in enumerate(plan)]
+    step = 0
+    while step <= max(at for _, _, at in plan) or not batch.idle:
+        for job, (_, _, at) in zip(jobs, plan):
+            if at == step:
+                batch.submit(job)
+        batch.step()
+        step += 1
+    for i, (job, (m, req, _)) in enumerate(zip(jobs, plan)):
+        engine = three_models[m]
+        if isinstance(req, int):
+            assert np.array_equal(job.outcome(), engine.rows.runtime.run(infer_request(engine, req, i)))
+        else:
+            assert outcome(job) == alone(engine, req)
+    assert batch.running == 0 and not batch.lanes
+
+
+def test_protocol_requests_of_a_version_share_one_model_call_per_step(loaded_model):
+    calls = []
+    from service.core.runtime import OnnxRuntime
+    runtime = OnnxRuntime(loaded_model)
+    engine = Engine(loaded_model, runtime=Counting(runtime, calls))
+    batch = Batch()
+    jobs = [InferJob(engine, infer_request(engine, n, n)) for n in (16, 1, 5, 16)]
+    for job in jobs:
+        batch.submit(job)
+    batch.step()
+    assert calls == [38] and all(job.done for job in jobs)
+    for job in jobs:
+        assert np.array_equal(job.outcome(), runtime.run(job.contexts))
