@@ -3,6 +3,7 @@ per-parameter machinery costs more than generating a name), then the limits that
 settings or on the model. Every failure is a RequestValidationError whose items name the field."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -10,6 +11,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
+from service.core.constraints import Constraints
 from service.core.engine import Engine
 from service.api.schemas import GenerateQuery, GenerateRequest, ScoreRequest
 from service.settings import Settings
@@ -53,23 +55,52 @@ async def generate_request(request: Request) -> tuple[GenerateRequest, str]:
     return (parse(GenerateRequest, "body", json=body) if body.strip() else GenerateRequest()), "body"
 
 
-def check_generate(p: GenerateRequest, where: str, engine: Engine, settings: Settings) -> int:
-    """Limits that depend on settings or on the model; returns the effective max_length."""
+@dataclass(frozen=True)
+class Checked:
+    """A /generate request's parameters as the job takes them: texts folded to the model's case."""
+
+    max_length: int
+    prefix: str
+    constraints: Constraints
+
+
+def check_generate(p: GenerateRequest, where: str, engine: Engine, settings: Settings) -> Checked:
+    """Limits that depend on settings or on the model, every failing field at once."""
+    errors = []
+
+    def fail(field: str, message: str, value: Any) -> None:
+        errors.append({"type": "value_error", "loc": (where, field), "msg": message, "input": value})
+
     if p.count > settings.max_count:
-        raise invalid(where, "count", f"must be <= {settings.max_count}", p.count)
+        fail("count", f"must be <= {settings.max_count}", p.count)
     max_length = p.max_length if p.max_length is not None else min(settings.default_max_length,
                                                                    settings.max_length)
     if max_length > settings.max_length:
-        raise invalid(where, "max_length", f"must be <= {settings.max_length}", p.max_length)
+        fail("max_length", f"must be <= {settings.max_length}", p.max_length)
     if p.top_k is not None and p.top_k > engine.vocab_size:
-        raise invalid(where, "top_k", f"must be <= {engine.vocab_size} (the vocabulary size)", p.top_k)
-    bad = sorted({c for c in p.prefix if c not in engine.stoi or c == "."})
-    if bad:
-        raise invalid(where, "prefix", f"characters {''.join(bad)!r} are not in the model's vocabulary "
-                                       f"{engine.vocab[1:]!r}", p.prefix)
-    if len(p.prefix) >= max_length:
-        raise invalid(where, "prefix", f"must be shorter than max_length ({max_length})", p.prefix)
-    return max_length
+        fail("top_k", f"must be <= {engine.vocab_size} (the vocabulary size)", p.top_k)
+    fold = str.lower if engine.vocab == engine.vocab.lower() else str  # people type "Ma" to a lower-case model
+    texts = {"prefix": fold(p.prefix), "suffix": fold(p.suffix), "contains": fold(p.contains)}
+    for field, text in texts.items():
+        bad = outside(getattr(p, field), text, engine)
+        if bad:
+            fail(field, f"characters {bad!r} are not in the model's vocabulary {engine.vocab[1:]!r}",
+                 getattr(p, field))
+        elif len(text) > max_length - (field == "prefix"):
+            fail(field, f"must be {'shorter than' if field == 'prefix' else 'at most'} max_length ({max_length})",
+                 getattr(p, field))
+    if p.min_length is not None and p.min_length > max_length:
+        fail("min_length", f"must be <= max_length ({max_length})", p.min_length)
+    if errors:
+        raise RequestValidationError(errors)
+    constraints = Constraints(p.novel_only, p.min_length or 0, texts["suffix"], texts["contains"],
+                              frozenset(map(fold, p.exclude)), p.unique)
+    return Checked(max_length, texts["prefix"], constraints)
+
+
+def outside(typed: str, folded: str, engine: Engine) -> str:
+    """The characters of `typed` the model cannot write, each once, in the order typed."""
+    return "".join(dict.fromkeys(t for t, c in zip(typed, folded) if c not in engine.stoi or c == "."))
 
 
 async def score_request(request: Request, engine: Engine, settings: Settings) -> ScoreRequest:
@@ -78,9 +109,9 @@ async def score_request(request: Request, engine: Engine, settings: Settings) ->
     if len(body.names) > settings.max_score_names:
         raise invalid("body", "names", f"at most {settings.max_score_names} names", len(body.names))
     for i, name in enumerate(body.names):
-        bad = sorted({c for c in name if c not in engine.stoi or c == "."})
+        bad = outside(name, name, engine)
         if bad:
-            raise invalid("body", i, f"characters {''.join(bad)!r} are not in the model's vocabulary "
+            raise invalid("body", i, f"characters {bad!r} are not in the model's vocabulary "
                                      f"{engine.vocab[1:]!r}", name, "names")
         if len(name) > settings.max_length:
             raise invalid("body", i, f"longer than {settings.max_length} characters", name, "names")

@@ -54,10 +54,10 @@ async def generate(request: Request) -> Response:
     s = served(request)
     engine = s.engine
     p, where = await generate_request(request)
-    max_length = check_generate(p, where, engine, s.settings)
+    c = check_generate(p, where, engine, s.settings)
     seed = p.seed if p.seed is not None else request.app.state.seeds.getrandbits(63)
-    job = GenerateJob(engine, p.count, seed, temperature=p.temperature, top_k=p.top_k, prefix=p.prefix,
-                      max_length=max_length, novel_only=p.novel_only)
+    job = GenerateJob(engine, p.count, seed, temperature=p.temperature, top_k=p.top_k, prefix=c.prefix,
+                      max_length=c.max_length, constraints=c.constraints, case=p.case)
     try:
         gen = await run_job(request, job)
     except Abandoned:

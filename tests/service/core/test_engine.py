@@ -177,11 +177,14 @@ def test_novel_only_skips_corpus_names(engine, loaded_model):
 def test_novel_only_is_bounded_and_reports_exhaustion(engine):
     """top_k=1 makes every stream the same name; with a corpus name, nothing novel is ever found."""
     greedy = offline.generate(engine, count=1, seed=0, top_k=1).names[0]
-    gen = offline.generate(engine, count=5, seed=0, top_k=1, novel_only=True)
+    gen = offline.generate(engine, count=5, seed=0, top_k=1, novel_only=True, seconds=None)
     if greedy in engine.corpus:
         assert gen.names == []
         assert gen.exhausted
-        assert gen.attempts == 100  # 20 x count
+        assert gen.attempts == 200 * 5 + 2000  # the constraints' budget
+        assert gen.refused == {"novel_only": gen.attempts}
+        assert gen.note() == f"found 0 of 5 names: all {gen.attempts} attempts of the budget were made; " \
+                             f"novel_only refused {gen.attempts} of them"
     else:
         assert gen.names == [greedy] * 5
 

@@ -1,0 +1,63 @@
+"""What a finished name must satisfy to be kept, and the budget for finding enough of them.
+
+Names are drawn from the model's own distribution and a name that fails a constraint is dropped
+whole (rejection): the kept names are exactly the model's names conditioned on the constraints. The
+names are judged in stream order, so which names a request keeps depends only on its seed,
+parameters and constraints, never on how many streams a round drew or what shared the batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The attempt budget: ATTEMPTS_PER_NAME x count + ATTEMPTS_BASE streams. A constraint accepting a
+# fraction p of names needs count / p attempts on average, with a spread of about sqrt(count) / p:
+# at p = 1% and count = 100 that is 10,000 +- 1,000, well inside 22,000; at count = 1 the chance of
+# finding nothing in 2,200 attempts is 0.99 ** 2200, about 2e-10.
+ATTEMPTS_PER_NAME = 200
+ATTEMPTS_BASE = 2000
+SECONDS = 2.0  # the time budget of a constrained request, counted from its first round: bounds a worker's time
+MAX_EXCLUDE = 1000  # names an `exclude` list may hold
+ORDER = ("novel_only", "min_length", "suffix", "contains", "exclude", "unique")  # as reported
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Every text in the model's own case (the API folds what people type)."""
+
+    novel_only: bool = False
+    min_length: int = 0  # characters, prefix included
+    suffix: str = ""
+    contains: str = ""
+    exclude: frozenset[str] = frozenset()
+    unique: bool = False
+
+    @property
+    def active(self) -> bool:
+        return bool(self.novel_only or self.min_length or self.suffix or self.contains or self.exclude
+                    or self.unique)
+
+    def budget(self, count: int) -> int:
+        """Streams a request may try."""
+        return ATTEMPTS_PER_NAME * count + ATTEMPTS_BASE if self.active else count
+
+    def refusals(self, name: str, corpus: frozenset[str], kept: set[str]) -> list[str]:
+        """The constraints `name` fails (all of them, in ORDER); empty means keep it."""
+        failed = []
+        if self.novel_only and name in corpus:
+            failed.append("novel_only")
+        if len(name) < self.min_length:
+            failed.append("min_length")
+        if self.suffix and not name.endswith(self.suffix):
+            failed.append("suffix")
+        if self.contains and self.contains not in name:
+            failed.append("contains")
+        if name in self.exclude:
+            failed.append("exclude")
+        if self.unique and name in kept:
+            failed.append("unique")
+        return failed
+
+
+def shaped(name: str, case: str) -> str:
+    """A name as the answer writes it: `title` capitalises its first letter ("emma" -> "Emma")."""
+    return name[:1].upper() + name[1:] if case == "title" else name
