@@ -15,7 +15,7 @@ from dataclasses import dataclass
 # finding nothing in 2,200 attempts is 0.99 ** 2200, about 2e-10.
 ATTEMPTS_PER_NAME = 200
 ATTEMPTS_BASE = 2000
-SECONDS = 2.0  # the time budget of a constrained request, counted from its first round: bounds a worker's time
+SECONDS = 5.0  # the time budget of a constrained request, counted from its first round: bounds a worker's time
 MAX_EXCLUDE = 1000  # names an `exclude` list may hold
 ORDER = ("novel_only", "min_length", "suffix", "contains", "exclude", "unique")  # as reported
 
