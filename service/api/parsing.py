@@ -3,6 +3,7 @@ per-parameter machinery costs more than generating a name), then the limits that
 settings or on the model. Every failure is a RequestValidationError whose items name the field."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -53,6 +54,45 @@ async def generate_request(request: Request) -> tuple[GenerateRequest, str]:
         return parse(GenerateQuery, "query", query=query(request)), "query"
     body = await request.body()
     return (parse(GenerateRequest, "body", json=body) if body.strip() else GenerateRequest()), "body"
+
+
+async def checked_generate(request: Request, engine: Engine, settings: Settings) -> tuple[GenerateRequest, Checked]:
+    """A /generate request parsed and checked, every failing field reported at once: when the schema
+    refuses some fields, the others are still checked against the settings and the model."""
+    try:
+        p, where = await generate_request(request)
+    except RequestValidationError as e:
+        raise await _with_checks(e, request, engine, settings) from None
+    return p, check_generate(p, where, engine, settings)
+
+
+async def _with_checks(e: RequestValidationError, request: Request, engine: Engine,
+                       settings: Settings) -> RequestValidationError:
+    """The schema's errors, plus check_generate's for the fields the schema accepted."""
+    refused = {err["loc"][1] for err in e.errors() if len(err.get("loc", ())) > 1}
+    if not refused:  # malformed JSON: no field to leave out
+        return e
+    if request.method == "GET":
+        where, model, data = "query", GenerateQuery, query(request)
+    else:
+        where, model = "body", GenerateRequest
+        try:  # (pydantic parsed this body, so it nests no deeper than its own limit)
+            data = json.loads(await request.body())
+        except (ValueError, RecursionError):
+            return e
+    if not isinstance(data, dict):
+        return e
+    try:
+        rest = model.model_validate({k: v for k, v in data.items() if k not in refused})
+        check_generate(rest, where, engine, settings)
+    except ValidationError:
+        return e
+    except RequestValidationError as more:
+        # a refused max_length was replaced by its default: lengths measured against it say nothing
+        extra = [x for x in more.errors() if x["loc"][1] not in refused
+                 and not ("max_length" in refused and "max_length" in x["msg"])]
+        return RequestValidationError([*e.errors(), *extra])
+    return e
 
 
 @dataclass(frozen=True)

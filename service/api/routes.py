@@ -13,7 +13,7 @@ from service.core.engine import Engine
 from service.core.jobs import GenerateJob, ScoreJob
 from service.api.gate import Abandoned, run_job
 from service.ops.metrics import Metrics
-from service.api.parsing import check_generate, generate_request, json_body, query_parameters, score_request
+from service.api.parsing import checked_generate, json_body, query_parameters, score_request
 from service.api.schemas import (
     ErrorResponse, GenerateQuery, GenerateRequest, GenerateResponse, NotReadyResponse, ReadyResponse, ScoreRequest,
     ScoreResponse,
@@ -53,8 +53,7 @@ def served(request: Request) -> Served:
 async def generate(request: Request) -> Response:
     s = served(request)
     engine = s.engine
-    p, where = await generate_request(request)
-    c = check_generate(p, where, engine, s.settings)
+    p, c = await checked_generate(request, engine, s.settings)
     seed = p.seed if p.seed is not None else request.app.state.seeds.getrandbits(63)
     job = GenerateJob(engine, p.count, seed, temperature=p.temperature, top_k=p.top_k, prefix=c.prefix,
                       max_length=c.max_length, constraints=c.constraints, case=p.case)

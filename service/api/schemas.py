@@ -76,7 +76,7 @@ class GenerateQuery(GenerateRequest):
     @classmethod
     def exclude_list(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("exclude"), str):
-            data = {**data, "exclude": [n for n in data["exclude"].split(",") if n]}
+            data = {**data, "exclude": [n.strip() for n in data["exclude"].split(",") if n.strip()]}
         return data
 
 

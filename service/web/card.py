@@ -31,12 +31,18 @@ def file_url(version: str, path: str) -> str:
     return f"/model/files/{quote(version, safe='')}/{quote(path)}"
 
 
-def render_card(m: Manifest, catalog: dict[str, ReportFile], refused: str | None = None) -> str:
-    """The <main> of the card page."""
+def render_card(m: Manifest, catalog: dict[str, ReportFile], refused: str | None = None,
+                examples: tuple[int, list[str]] | None = None) -> str:
+    """The <main> of the card page; examples: (seed, names) the model generated."""
     parts = [f"<h1>{escape(m.name)} <small>{escape(m.version)}</small></h1>"]
     if refused:
         parts.append(f'<p class="notice" id="refused">The last reload was refused and this version keeps '
                      f"serving: {escape(refused)}</p>")
+    if examples:
+        seed, names = examples
+        parts.append(f'<p id="examples">Names it writes (seed {seed}, unique): '
+                     + ", ".join(f"<strong>{escape(n)}</strong>" for n in names)
+                     + ' &mdash; <a href="/">ask for more</a></p>')
     facts = [_summary(m), _corpus(m), _metrics(m), _health(m), _architecture(m), _verification(m), _teacher(m),
              _training(m)]
     parts += [f'<div class="facts">{"".join(facts)}</div>', _plots(m, catalog)]

@@ -455,3 +455,14 @@ def test_served_percentile_agrees_with_a_direct_count_over_the_corpus(client):
     scored = client.post("/score", json={"names": corpus[:50], "per_char": False}).json()["scores"]
     for s, expected in zip(scored, per_char[:50]):
         assert abs(s["percentile"] - 100 * np.mean(per_char < expected)) <= 1.0
+
+
+def test_generate_reports_schema_and_model_errors_together(client):
+    """A count the schema refuses does not hide a prefix the model cannot write."""
+    for r in (client.get("/generate", params={"count": 0, "prefix": "a9", "temperature": "hot"}),
+              client.post("/generate", json={"count": 0, "prefix": "a9", "suffix": 3})):
+        assert r.status_code == 422
+        assert fields(r) >= {"count", "prefix"}
+        assert any("'9'" in d["message"] for d in r.json()["detail"] if d["field"] == "prefix")
+    r = client.post("/generate", json={"max_length": 0, "prefix": "abc"})
+    assert fields(r) == {"max_length"}  # the prefix is not measured against a max_length that was refused
