@@ -119,10 +119,9 @@ def check_generate(p: GenerateRequest, where: str, engine: Engine, settings: Set
         fail("max_length", f"must be <= {settings.max_length}", p.max_length)
     if p.top_k is not None and p.top_k > engine.vocab_size:
         fail("top_k", f"must be <= {engine.vocab_size} (the vocabulary size)", p.top_k)
-    fold = str.lower if engine.vocab == engine.vocab.lower() else str  # people type "Ma" to a lower-case model
-    texts = {"prefix": fold(p.prefix), "suffix": fold(p.suffix), "contains": fold(p.contains)}
+    texts = {"prefix": fold(p.prefix, engine), "suffix": fold(p.suffix, engine), "contains": fold(p.contains, engine)}
     for field, text in texts.items():
-        bad = outside(getattr(p, field), text, engine)
+        bad = outside(getattr(p, field), engine)
         if bad:
             fail(field, f"characters {bad!r} are not in the model's vocabulary {engine.vocab[1:]!r}",
                  getattr(p, field))
@@ -134,13 +133,23 @@ def check_generate(p: GenerateRequest, where: str, engine: Engine, settings: Set
     if errors:
         raise RequestValidationError(errors)
     constraints = Constraints(p.novel_only, p.min_length or 0, texts["suffix"], texts["contains"],
-                              frozenset(map(fold, p.exclude)), p.unique)
+                              frozenset(fold(name, engine) for name in p.exclude), p.unique)
     return Checked(max_length, texts["prefix"], constraints)
 
 
-def outside(typed: str, folded: str, engine: Engine) -> str:
-    """The characters of `typed` the model cannot write, each once, in the order typed."""
-    return "".join(dict.fromkeys(t for t, c in zip(typed, folded) if c not in engine.stoi or c == "."))
+def fold(text: str, engine: Engine) -> str:
+    """Text in the model's case: people type "Ma" to a lower-case model. Character by character, and
+    only capitals that are the upper case of their lower case (the Kelvin sign folds to 'k' but is
+    not 'K'), so each typed character stays one character and the schema's pattern says the same."""
+    if engine.vocab != engine.vocab.lower():
+        return text
+    return "".join(low if len(low := c.lower()) == 1 and low.upper() == c else c for c in text)
+
+
+def outside(typed: str, engine: Engine, folding: bool = True) -> str:
+    """The characters of `typed` the model cannot write (after folding), each once, in the order typed."""
+    stoi, folded = engine.stoi, fold(typed, engine) if folding else typed
+    return "".join(dict.fromkeys(t for t, c in zip(typed, folded) if c not in stoi or c == "."))
 
 
 async def score_request(request: Request, engine: Engine, settings: Settings) -> ScoreRequest:
@@ -149,7 +158,7 @@ async def score_request(request: Request, engine: Engine, settings: Settings) ->
     if len(body.names) > settings.max_score_names:
         raise invalid("body", "names", f"at most {settings.max_score_names} names", len(body.names))
     for i, name in enumerate(body.names):
-        bad = outside(name, name, engine)
+        bad = outside(name, engine, folding=False)
         if bad:
             raise invalid("body", i, f"characters {bad!r} are not in the model's vocabulary "
                                      f"{engine.vocab[1:]!r}", name, "names")

@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.core.constraints import ATTEMPTS_BASE, ATTEMPTS_PER_NAME, MAX_EXCLUDE, SECONDS
+from service.core.constraints import ATTEMPTS_PER_NAME, MAX_EXCLUDE, SECONDS
 
 SEED_LIMIT = 2 ** 63
 EXCLUDED_LENGTH = 100  # characters an excluded name may have (longer ones could never be generated)
-BUDGET = (f"Constrained requests draw further streams, judged in stream order, at most "
-          f"{ATTEMPTS_PER_NAME} x count + {ATTEMPTS_BASE} attempts and {SECONDS:g} s; may return fewer names, "
+BUDGET = (f"Constrained requests draw further streams, judged in stream order, until {ATTEMPTS_PER_NAME} "
+          f"attempts in a row are refused or {SECONDS:g} s have passed; may return fewer names, "
           f"then exhausted=true with the attempts made and the constraint that refused most. "
           f"Letters match without regard to case for a lower-case model.")
 

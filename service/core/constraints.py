@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The attempt budget: ATTEMPTS_PER_NAME x count + ATTEMPTS_BASE streams. A constraint accepting a
-# fraction p of names needs count / p attempts on average, with a spread of about sqrt(count) / p:
-# at p = 1% and count = 100 that is 10,000 +- 1,000, well inside 22,000; at count = 1 the chance of
-# finding nothing in 2,200 attempts is 0.99 ** 2200, about 2e-10.
-ATTEMPTS_PER_NAME = 200
-ATTEMPTS_BASE = 2000
+# The attempt budget is per name: a request gives up when ATTEMPTS_PER_NAME streams in a row after its
+# last kept name (or its start) were all refused. Counted per name, the search for a request's j-th
+# name is the same whatever its count, so count=k keeps the first k names of count=n even when the
+# budget ends it. A constraint accepting a fraction p of names fails one name's search with
+# probability (1 - p) ** ATTEMPTS_PER_NAME: at p = 1%, 2e-9, so count=100 fails with about 2e-7; an
+# impossible constraint is given up after ATTEMPTS_PER_NAME attempts.
+ATTEMPTS_PER_NAME = 2000
 SECONDS = 5.0  # the time budget of a constrained request, counted from its first round: bounds a worker's time
 MAX_EXCLUDE = 1000  # names an `exclude` list may hold
 ORDER = ("novel_only", "min_length", "suffix", "contains", "exclude", "unique")  # as reported
@@ -35,10 +36,6 @@ class Constraints:
     def active(self) -> bool:
         return bool(self.novel_only or self.min_length or self.suffix or self.contains or self.exclude
                     or self.unique)
-
-    def budget(self, count: int) -> int:
-        """Streams a request may try."""
-        return ATTEMPTS_PER_NAME * count + ATTEMPTS_BASE if self.active else count
 
     def refusals(self, name: str, corpus: frozenset[str], kept: set[str]) -> list[str]:
         """The constraints `name` fails (all of them, in ORDER); empty means keep it."""

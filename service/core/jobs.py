@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from service.core import sampler
-from service.core.constraints import ORDER, SECONDS, Constraints, shaped
+from service.core.constraints import ATTEMPTS_PER_NAME, ORDER, SECONDS, Constraints, shaped
 from service.core.engine import Engine
 
 SCALAR_MAX = 4  # a generation of up to this many names with the batch to itself runs one name at a time
@@ -39,7 +39,7 @@ class Generation:
     requested: int
     attempts: int  # streams judged (> requested only with constraints)
     refused: dict[str, int] = field(default_factory=dict)  # constraint -> attempts it refused
-    budget: int = 0  # the attempts allowed
+    per_name: int = 0  # attempts in a row a name's search may make
     timed_out: bool = False  # the time budget ended the search
     seconds: float | None = None  # the time budget
 
@@ -58,7 +58,7 @@ class Generation:
         if not self.exhausted:
             return None
         why = (f"the time budget ({self.seconds:g} s) ran out after {self.attempts} attempts" if self.timed_out
-               else f"all {self.attempts} attempts of the budget were made")
+               else f"{self.per_name} attempts in a row were refused ({self.attempts} attempts in all)")
         most = self.refused_most
         refused = f"; {most} refused {self.refused[most]} of them" if most else ""
         return f"found {len(self.names)} of {self.requested} names: {why}{refused}"
@@ -130,7 +130,7 @@ class GenerateJob:
 
     def __init__(self, engine: Engine, count: int, seed: int, temperature: float = 1.0,
                  top_k: int | None = None, prefix: str = "", max_length: int = 32,
-                 novel_only: bool = False, max_attempts: int | None = None,
+                 novel_only: bool = False, per_name: int = ATTEMPTS_PER_NAME,
                  constraints: Constraints | None = None, case: str = "lower", seconds: float | None = SECONDS):
         if '.' in prefix or len(prefix) >= max_length:
             raise ValueError("prefix must not contain '.' and must be shorter than max_length")
@@ -144,12 +144,13 @@ class GenerateJob:
         if novel_only:
             self.constraints = replace(self.constraints, novel_only=True)
         self.filtered = self.constraints.active
-        self.limit = (max_attempts or self.constraints.budget(count)) if self.filtered else count
+        self.per_name = per_name  # attempts in a row without a kept name before the search gives up
         self.case, self.seconds, self.deadline = case, seconds, math.inf
         self.weight = count  # what the job costs the in-flight budget: names requested
         self.small = count <= SCALAR_MAX and not self.filtered
         self.start = 0  # streams started
         self.judged = 0  # streams judged against the constraints (a prefix of those started)
+        self.gap = 0  # streams judged since the last kept name
         self.refused: dict[str, int] = {}
         self.kept: set[str] = set()
         self.timed_out = False
@@ -159,7 +160,7 @@ class GenerateJob:
         self.cut: list[bool] = []
         self.base: float | None = None
         self.round: Round | None = None
-        self.done = count <= 0 or self.limit <= 0
+        self.done = count <= 0
         self.error: BaseException | None = None
         self.future: asyncio.Future | None = None
 
@@ -173,7 +174,7 @@ class GenerateJob:
         if self.filtered:  # enough streams for what is missing at the acceptance seen so far
             guess = max(2 * need, 8) if not self.judged else \
                 math.ceil(1.2 * need * (self.judged + 1) / (len(self.names) + 1))
-            n = min(self.limit - self.start, ROUND_MAX, guess)
+            n = min(ROUND_MAX, guess)
         if n == 1:
             skeys = np.array([sampler.stream_key(self.seed, self.start)], dtype=np.uint64)
         else:
@@ -195,21 +196,23 @@ class GenerateJob:
             return
         judge, refused, kept = self.constraints.refusals, self.refused, self.kept
         for name, logprob, was_cut in zip(names, logprobs, cut):
-            if len(self.names) >= self.count:
+            if len(self.names) >= self.count or self.gap >= self.per_name:
                 break  # later streams are never judged: count=k stops where count=n passes its k-th name
             self.judged += 1
+            self.gap += 1
             failed = judge(name, corpus, kept)
             for c in failed:
                 refused[c] = refused.get(c, 0) + 1
             if failed:
                 continue
+            self.gap = 0
             kept.add(name)
             self.names.append(name)
             self.logprobs.append(logprob)
             self.cut.append(was_cut)
             self.novel.append(name not in corpus)
         self.timed_out = len(self.names) < self.count and time.monotonic() >= self.deadline
-        self.done = len(self.names) >= self.count or self.start >= self.limit or self.timed_out
+        self.done = len(self.names) >= self.count or self.gap >= self.per_name or self.timed_out
 
     def run_alone(self) -> None:
         """Every round one name at a time (a small job with the batch to itself)."""
@@ -238,7 +241,7 @@ class GenerateJob:
         names = self.names if self.case == "lower" else [shaped(n, self.case) for n in self.names]
         return Generation(names, self.logprobs, self.novel, self.cut, requested=self.count,
                           attempts=self.judged if self.filtered else self.start, refused=dict(self.refused),
-                          budget=self.limit, timed_out=self.timed_out, seconds=self.seconds)
+                          per_name=self.per_name, timed_out=self.timed_out, seconds=self.seconds)
 
 
 class ScoreJob:

@@ -84,21 +84,38 @@ def test_first_k_of_n_equal_count_k_with_constraints(engine, k, extra, seed, c, 
 
 
 def test_exhausted_answer_counts_attempts_and_names_the_constraint(engine):
-    """No name of at most 6 characters has 5 letters after an 'x' prefix and ends in 'qq'."""
+    """No name of at most 6 characters ends in 'qq' and has at least 5 of them."""
     c = Constraints(suffix="qq", min_length=5)
     gen = offline.generate(engine, count=3, seed=1, max_length=6, constraints=c, seconds=None)
     assert gen.names == [] and gen.exhausted
-    assert gen.attempts == gen.budget == 200 * 3 + 2000
+    assert gen.attempts == gen.per_name == 2000
     assert gen.refused["suffix"] == gen.attempts
     assert gen.refused_most == "suffix"
-    assert gen.note() == (f"found 0 of 3 names: all {gen.attempts} attempts of the budget were made; "
-                          f"suffix refused {gen.attempts} of them")
+    assert gen.note() == ("found 0 of 3 names: 2000 attempts in a row were refused (2000 attempts in all); "
+                          "suffix refused 2000 of them")
+
+
+def test_budget_counts_attempts_per_name_so_first_k_holds_when_exhausted(engine, plain):
+    """A search that gives up after 8 refusals in a row ends at the same name whatever the count."""
+    expected, refused_in_a_row = [], 0  # by hand, over the plain streams
+    for name in plain[7].names:
+        if name.endswith("e") and "a" in name:
+            expected.append(name)
+            refused_in_a_row = 0
+        elif (refused_in_a_row := refused_in_a_row + 1) == 8:
+            break
+    assert 0 < len(expected) < 40  # the budget ends this search early
+    for count in (1, len(expected), len(expected) + 1, 40):
+        gen = offline.generate(engine, count=count, seed=7, max_length=12, constraints=Constraints(
+            suffix="e", contains="a"), per_name=8, seconds=None)
+        assert gen.names == expected[:count]
+        assert gen.exhausted == (count > len(expected))
 
 
 def test_time_budget_ends_the_search_and_says_so(engine):
     gen = offline.generate(engine, count=3, seed=1, constraints=Constraints(suffix="qq"), seconds=0.0)
     assert gen.exhausted and gen.timed_out
-    assert 0 < gen.attempts < gen.budget  # one round was judged, then the clock stopped it
+    assert 0 < gen.attempts < gen.per_name  # one round was judged, then the clock stopped it
     assert gen.note().startswith(f"found 0 of 3 names: the time budget (0 s) ran out after {gen.attempts} attempts")
 
 
