@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from service.core.constraints import ATTEMPTS_PER_NAME, MAX_EXCLUDE, SECONDS
 
 SEED_LIMIT = 2 ** 63
-EXCLUDED_LENGTH = 100  # characters an excluded name may have (longer ones could never be generated)
+EXCLUDED_LENGTH = 40  # characters an excluded name may have: with MAX_EXCLUDE, about 22 KB of body at most
 BUDGET = (f"Constrained requests draw further streams, judged in stream order, until {ATTEMPTS_PER_NAME} "
           f"attempts in a row are refused or {SECONDS:g} s have passed; may return fewer names, "
           f"then exhausted=true with the attempts made and the constraint that refused most. "

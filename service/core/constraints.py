@@ -17,7 +17,7 @@ from dataclasses import dataclass
 # impossible constraint is given up after ATTEMPTS_PER_NAME attempts.
 ATTEMPTS_PER_NAME = 2000
 SECONDS = 5.0  # the time budget of a constrained request, counted from its first round: bounds a worker's time
-MAX_EXCLUDE = 1000  # names an `exclude` list may hold
+MAX_EXCLUDE = 500  # names an `exclude` list may hold (the longest list fits the default 64 KB body limit)
 ORDER = ("novel_only", "min_length", "suffix", "contains", "exclude", "unique")  # as reported
 
 

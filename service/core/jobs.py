@@ -211,7 +211,7 @@ class GenerateJob:
             self.logprobs.append(logprob)
             self.cut.append(was_cut)
             self.novel.append(name not in corpus)
-        self.timed_out = len(self.names) < self.count and time.monotonic() >= self.deadline
+        self.timed_out = len(self.names) < self.count and self.gap < self.per_name and time.monotonic() >= self.deadline
         self.done = len(self.names) >= self.count or self.gap >= self.per_name or self.timed_out
 
     def run_alone(self) -> None:

@@ -53,7 +53,7 @@ CASES = [
     ("suffix Kelvin sign (lower case 'k', but not 'K')", "POST", "/generate", {"suffix": "\u212a"}, J, 422, "suffix"),
     ("suffix digit", "POST", "/generate", {"suffix": "a1"}, J, 422, "suffix"),
     ("contains '.'", "GET", "/generate?contains=a.", None, {}, 422, "contains"),
-    ("exclude too many", "POST", "/generate", {"exclude": ["a"] * 1001}, J, 422, "exclude"),
+    ("exclude too many", "POST", "/generate", {"exclude": ["a"] * 501}, J, 422, "exclude"),
     ("exclude a number", "POST", "/generate", {"exclude": [3]}, J, 422, "exclude.0"),
     ("case upper", "GET", "/generate?case=upper", None, {}, 422, "case"),
     ("min_length above max_length", "POST", "/generate", {"min_length": 9, "max_length": 8}, J, 422, "min_length"),

@@ -74,7 +74,7 @@ def test_playground_fields_carry_the_apis_limits_and_defaults(trained_registry, 
     assert 'name="count" type="number" min="1" max="77" value="10"' in html  # the form asks for a list
     assert 'name="min_length" type="number" min="1" max="40"' in html
     assert '<input name="unique" type="checkbox" checked>' in html  # on in the form; the API's default is off
-    assert '<option value="title">' in html and "up to 1000" in html
+    assert '<option value="title">' in html and "up to 500" in html
     assert "NAMEGEN_" not in html and "stream" not in html  # help in plain words, not settings names
     assert 'name="max_length" type="number" min="1" max="40" value="20"' in html
     assert f'name="top_k" type="number" min="1" max="{vocab_size}"' in html
