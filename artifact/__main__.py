@@ -1,10 +1,12 @@
-"""`python -m artifact COMMAND`: the operator's view of a registry. Stdlib only (no torch, no onnxruntime).
+"""`python -m artifact COMMAND`: the operator's view of a registry. Stdlib only (no torch, no onnxruntime),
+but for `typicality`, which runs the model (onnxruntime).
 
     python -m artifact list                    # versions: created, val, corpus, teacher, size, current, forced
     python -m artifact show [VERSION]          # one version's manifest in short (default: the current one)
     python -m artifact rollback [VERSION]      # CURRENT -> VERSION (default: the previous good version)
     python -m artifact prune --keep N          # remove old versions (never current, previous, best)
     python -m artifact verify                  # every version's files against its manifest, and CURRENT
+    python -m artifact typicality [VERSION...] # add the corpus names' typicality quantiles (default: every version)
 
 --registry (default $NAMEGEN_MODEL_DIR or models) and --name ($NAMEGEN_MODEL_NAME or names) go after the
 command. Exit status: 0 done; 1 `verify` found a damaged version; 2 a user error (one line on stderr).
@@ -52,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep the newest N (and always the current, the rollback target and the best per corpus)")
     pr.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
     sub.add_parser("verify", parents=[common], help="check every version's files against its manifest")
+    ty = sub.add_parser("typicality", parents=[common],
+                        help="compute the corpus names' typicality quantiles and write them into the manifest "
+                             "(one rename per version; the hashed files are untouched)")
+    ty.add_argument("versions", nargs="*", metavar="VERSION", help="default: every version")
     return p
 
 
@@ -166,7 +172,19 @@ def cmd_verify(args) -> int:
     return 1 if bad else 0
 
 
-COMMANDS = {"list": cmd_list, "show": cmd_show, "rollback": cmd_rollback, "prune": cmd_prune, "verify": cmd_verify}
+def cmd_typicality(args) -> int:
+    from artifact.typicality import add_to_version  # onnxruntime: only this command needs it
+
+    versions = args.versions or list_versions(args.registry, args.name)
+    paths = [_existing(args, v) for v in versions]
+    for v, path in zip(versions, paths):
+        q = add_to_version(path).typicality["quantiles"]
+        print(f"{v}: typicality quantiles written (per-character log-probability: median {q[50]:.3f}, "
+              f"1st percentile {q[1]:.3f}, 99th {q[99]:.3f})")
+    return 0
+
+
+COMMANDS = {"typicality": cmd_typicality, "list": cmd_list, "show": cmd_show, "rollback": cmd_rollback, "prune": cmd_prune, "verify": cmd_verify}
 
 
 def _current(args) -> str | None:

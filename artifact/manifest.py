@@ -20,7 +20,8 @@ MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 NAMES_FILE = "names.txt"
 REPORT_DIR = "report"
-HASHED_FILES = (MODEL_FILE, NAMES_FILE)  # the files whose sha256 the loader checks at every load
+HASHED_FILES = (MODEL_FILE, NAMES_FILE)
+TYPICALITY_POINTS = 101  # the percentiles 0..100 of artifact.typicality  # the files whose sha256 the loader checks at every load
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -45,6 +46,7 @@ class Manifest:
     gate: dict | None = None  # the quality gate's verdict at publish: {reference, reference_val, tolerance, forced, overrode}
     recipe: dict | None = None  # {model, train, recipe}: the configuration the run was started with (a shipped
     # teacher's own config is in `training`); a retrain with the same recipe and corpus is up to date
+    typicality: dict | None = None  # {measure, quantiles}: the corpus names' per-character log-probability (artifact.typicality)
 
     @property
     def selection(self) -> dict:
@@ -73,7 +75,7 @@ class Manifest:
         if fv != FORMAT_VERSION:
             raise ArtifactError(f"manifest: unsupported format_version {fv!r} (this code reads {FORMAT_VERSION})")
         names = [f.name for f in fields(cls)]
-        optional = {"teacher", "gate", "recipe"}
+        optional = {"teacher", "gate", "recipe", "typicality"}
         missing = [n for n in names if n not in d and n not in optional]
         if missing:
             raise ArtifactError(f"manifest: missing field(s) {', '.join(missing)}")
@@ -139,6 +141,12 @@ class Manifest:
                    "teacher must be null or an object with a version (string) and a val (number)")
         _check(self.gate is None or (isinstance(self.gate, dict) and isinstance(self.gate.get("forced"), bool)),
                "gate must be null or an object with forced (true or false)")
+        if self.typicality is not None:
+            q = self.typicality.get("quantiles") if isinstance(self.typicality, dict) else None
+            _check(isinstance(q, list) and len(q) == TYPICALITY_POINTS and all(_is_number(x) for x in q)
+                   and all(a <= b for a, b in zip(q, q[1:])),
+                   f"typicality must be null or an object whose quantiles are {TYPICALITY_POINTS} finite "
+                   f"numbers in increasing order")
         for k in ("input", "output"):
             _check(isinstance(self.io.get(k), str) and self.io[k] != "", f"io.{k} must be a tensor name")
         _check(isinstance(self.probe, list) and len(self.probe) > 0, "probe must be a non-empty list")

@@ -22,7 +22,7 @@ import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 
-from artifact import ArtifactError
+from artifact import ArtifactError, typicality
 from artifact.manifest import (FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, NAMES_FILE, REPORT_DIR, Manifest,
                                hash_files)
 from artifact.loader import load_version
@@ -142,7 +142,7 @@ def write_artifact(out_dir: str | Path, model: NameMLP | Ensemble, corpus: Corpu
         recipe=recipe,
     )
     manifest.write(out / MANIFEST_FILE)
-    return manifest
+    return typicality.add_to_version(out)  # the corpus names' quantiles, read back by the service's scores
 
 
 def verify(model: NameMLP | Ensemble, folded, onnx_bytes: bytes, X: np.ndarray, Y: np.ndarray) -> dict:

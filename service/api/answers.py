@@ -67,10 +67,20 @@ def generated(engine: Engine, seed: int, gen: Generation) -> str:
     """The /generate answer (floats repr the same way json.dumps writes them)."""
     text = engine_text(engine)
     quote = json.dumps if text.escaped else (lambda name: f'"{name}"')
-    items = ",".join([f'{{"name":{quote(n)},"logprob":{lp!r},"novel":{JSON_BOOL[nv]},"cut":{JSON_BOOL[c]}}}'
-                      for n, lp, nv, c in zip(gen.names, gen.logprobs, gen.novel, gen.cut)])
+    per_char, pct = engine.typicality(gen.logprobs, [len(n) + (not c) for n, c in zip(gen.names, gen.cut)])
+    pct = [percent(p) for p in pct] if pct is not None else ["null"] * len(per_char)
+    items = ",".join([f'{{"name":{quote(n)},"logprob":{lp!r},"logprob_per_char":{pc!r},"percentile":{p},'
+                      f'"novel":{JSON_BOOL[nv]},"cut":{JSON_BOOL[c]}}}'
+                      for n, lp, pc, p, nv, c in zip(gen.names, gen.logprobs, per_char, pct, gen.novel, gen.cut)])
+    note = gen.note()
     return (f'{{"model":{text.model},"seed":{seed},"requested":{gen.requested},'
-            f'"exhausted":{JSON_BOOL[gen.exhausted]},"names":[{items}]}}')
+            f'"exhausted":{JSON_BOOL[gen.exhausted]},"attempts":{gen.attempts},'
+            f'"refused":{json.dumps(gen.refused)},"note":{json.dumps(note)},"names":[{items}]}}')
+
+
+def percent(value: float) -> str:
+    """A percentile as JSON, to a tenth of a point (its accuracy is a point)."""
+    return repr(round(value, 1))
 
 
 def scored(job: ScoreJob, per_char: bool) -> Iterator[bytes]:
@@ -85,9 +95,13 @@ def scored(job: ScoreJob, per_char: bool) -> Iterator[bytes]:
     for first in range(0, len(names), SCORE_PIECE):
         last = min(first + SCORE_PIECE, len(names))
         parts = []
-        for i, total in zip(range(first, last), job.totals(first, last)):
+        totals = job.totals(first, last)
+        typical, pct = job.engine.typicality(totals, [len(names[i]) + 1 for i in range(first, last)])
+        pct = [percent(p) for p in pct] if pct is not None else ["null"] * len(totals)
+        for i, total, pc, p in zip(range(first, last), totals, typical, pct):
             name = names[i]
             item = (f'{{"name":{json.dumps(name)},"logprob":{json.dumps(total)},'
+                    f'"logprob_per_char":{json.dumps(pc)},"percentile":{p},'
                     f'"in_corpus":{JSON_BOOL[name in corpus]}')
             if per_char:
                 lo, hi = int(job.offsets[i]), int(job.offsets[i + 1])

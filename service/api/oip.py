@@ -232,10 +232,11 @@ async def _generate(request: Request, name: str, version: str | None) -> Respons
     p = parse(GenerateRequest, "parameters", query={**params, "prefix": text}) if params or text else GenerateRequest()
     engine = await engine_for(request, name, version)
     settings = request.app.state.settings
-    max_length = check_generate(p, "parameters", engine, settings)
+    c = check_generate(p, "parameters", engine, settings)
     seed = p.seed if p.seed is not None else request.app.state.seeds.getrandbits(63)
     gen = await run_job(request, GenerateJob(engine, p.count, seed, temperature=p.temperature, top_k=p.top_k,
-                                             prefix=p.prefix, max_length=max_length, novel_only=p.novel_only))
+                                             prefix=c.prefix, max_length=c.max_length, constraints=c.constraints,
+                                             case=p.case))
     request.app.state.metrics.names.labels(engine.name).inc(len(gen.names))
     return JSONResponse({"model_name": engine.name, "model_version": engine.version,
                          "text_output": "\n".join(gen.names), "seed": seed, "names": gen.names})

@@ -60,21 +60,33 @@ def flatten_optional(schema: dict, nullable: bool) -> None:
         schema["type"] = [inner["type"], "null"]
 
 
+def typed_chars(vocab: str) -> str:
+    """The characters a request may type for this vocabulary: a lower-case model also reads capitals."""
+    chars = vocab.replace(".", "")
+    if vocab != vocab.lower():
+        return chars
+    return chars + "".join(u for c in chars if len(u := c.upper()) == 1 and u != c and u.lower() == c)
+
+
 def with_limits(doc: dict, settings: Settings, engine) -> dict:
     chars = engine.vocab.replace(".", "") if engine is not None else None
+    typed = typed_chars(engine.vocab) if engine is not None else None
 
     def generate_field(name: str, schema: dict, nullable: bool) -> None:
         flatten_optional(schema, nullable)
         if name == "count":
             schema["maximum"] = settings.max_count
-        elif name == "max_length":
+        elif name in ("max_length", "min_length"):
             schema["maximum"] = settings.max_length
         elif name == "top_k" and engine is not None:
             schema["maximum"] = engine.vocab_size
-        elif name == "prefix":
-            schema["maxLength"] = settings.max_length - 1
-            if chars is not None:
-                schema["pattern"] = vocab_pattern(chars)
+        elif name in ("prefix", "suffix", "contains"):
+            schema["maxLength"] = settings.max_length - (name == "prefix")
+            if typed is not None:
+                schema["pattern"] = vocab_pattern(typed)
+        elif name == "exclude" and not nullable:  # a query's list is one comma-separated text
+            schema.clear()
+            schema.update({"type": "string", "description": "names never to return, comma-separated"})
 
     def names_field(schema: dict) -> None:
         schema["maxItems"] = settings.max_score_names

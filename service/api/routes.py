@@ -13,9 +13,7 @@ from service.core.engine import Engine
 from service.core.jobs import GenerateJob, ScoreJob
 from service.api.gate import Abandoned, run_job
 from service.ops.metrics import Metrics
-from service.api.parsing import (
-    check_generate, check_score, generate_request, json_body, model_query, query_parameters, score_request,
-)
+from service.api.parsing import check_score, checked_generate, json_body, model_query, query_parameters, score_request
 from service.api.schemas import (
     ErrorResponse, GenerateQuery, GenerateRequest, GenerateResponse, ModelQuery, ModelsResponse, NotReadyResponse,
     ReadyResponse, ScoreRequest, ScoreResponse,
@@ -79,13 +77,11 @@ async def pick(pool: ModelPool, model: str | None, version: str | None) -> Engin
 
 
 async def generate(request: Request) -> Response:
-    p, where = await generate_request(request)
-    s = await served(request, p.model, p.version)
+    s, p, c = await checked_generate(request, served)
     engine = s.engine
-    max_length = check_generate(p, where, engine, s.settings)
     seed = p.seed if p.seed is not None else request.app.state.seeds.getrandbits(63)
-    job = GenerateJob(engine, p.count, seed, temperature=p.temperature, top_k=p.top_k, prefix=p.prefix,
-                      max_length=max_length, novel_only=p.novel_only)
+    job = GenerateJob(engine, p.count, seed, temperature=p.temperature, top_k=p.top_k, prefix=c.prefix,
+                      max_length=c.max_length, constraints=c.constraints, case=p.case)
     try:
         gen = await run_job(request, job)
     except Abandoned:

@@ -3,14 +3,21 @@ max_length maxima, the vocabulary, top_k's maximum) are checked in service/api/p
 422 error shape naming the field."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.core.constraints import ATTEMPTS_PER_NAME, MAX_EXCLUDE, SECONDS
+
 SEED_LIMIT = 2 ** 63
+EXCLUDED_LENGTH = 40  # characters an excluded name may have: with MAX_EXCLUDE, about 22 KB of body at most
+BUDGET = (f"Constrained requests draw further streams, judged in stream order, until {ATTEMPTS_PER_NAME} "
+          f"attempts in a row are refused or {SECONDS:g} s have passed; may return fewer names, "
+          f"then exhausted=true with the attempts made and the constraint that refused most. "
+          f"Letters match without regard to case for a lower-case model.")
 
 
-INTEGERS = ("count", "seed", "top_k", "max_length")
+INTEGERS = ("count", "seed", "top_k", "max_length", "min_length")
 
 
 class ModelChoice(BaseModel):
@@ -51,9 +58,20 @@ class GenerateRequest(ModelChoice):
     max_length: int | None = Field(
         None, ge=1, description="longest name in characters, prefix included (default 32, at most "
                                 "NAMEGEN_MAX_LENGTH); a name that reaches it without ending is returned with cut=true")
-    novel_only: bool = Field(
-        False, description="skip names found in the training corpus, trying further streams "
-                           "(at most 20 x count); may return fewer names, then exhausted=true")
+    novel_only: bool = Field(False, description="skip names found in the training corpus. " + BUDGET)
+    min_length: int | None = Field(None, ge=1, description="shortest name kept, in characters, prefix included "
+                                                           "(at most max_length). " + BUDGET)
+    suffix: str = Field("", description="keep names ending with this text (characters from the model's "
+                                        "vocabulary, at most max_length). " + BUDGET)
+    contains: str = Field("", description="keep names containing this text (characters from the model's "
+                                          "vocabulary, at most max_length). " + BUDGET)
+    exclude: list[Annotated[str, Field(max_length=EXCLUDED_LENGTH)]] = Field(
+        [], max_length=MAX_EXCLUDE,
+        description=f"names never to return (at most {MAX_EXCLUDE} names of at most {EXCLUDED_LENGTH} characters; "
+                    f"in a query, comma-separated). " + BUDGET)
+    unique: bool = Field(False, description="no name twice in one answer. " + BUDGET)
+    case: Literal["lower", "title"] = Field("lower", description="how names are written: lower (\"emma\") or "
+                                                                 "title (\"Emma\")")
 
     @model_validator(mode="before")
     @classmethod
@@ -66,9 +84,16 @@ class GenerateRequest(ModelChoice):
 
 
 class GenerateQuery(GenerateRequest):
-    """GET /generate query parameters: the same fields, parsed from text."""
+    """GET /generate query parameters: the same fields, parsed from text (exclude comma-separated)."""
 
     model_config = ConfigDict(extra="forbid", strict=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def exclude_list(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("exclude"), str):
+            data = {**data, "exclude": [n.strip() for n in data["exclude"].split(",") if n.strip()]}
+        return data
 
 
 class ModelRef(BaseModel):
@@ -81,6 +106,11 @@ class GeneratedName(BaseModel):
     logprob: float = Field(description="natural log of the model's probability (temperature 1, no top_k) "
                                        "of the whole name: each character, prefix included, then the end; "
                                        "for a cut name the characters only")
+    logprob_per_char: float = Field(description="logprob divided by the characters it counts (the end included): "
+                                                "comparable across lengths")
+    percentile: float | None = Field(description="the share (0-100) of the model's own corpus names with a lower "
+                                                 "logprob_per_char: how typical the name is; null when the model's "
+                                                 "manifest has no typicality quantiles")
     novel: bool = Field(description="absent from the training corpus")
     cut: bool = Field(description="reached max_length before the model ended the name")
 
@@ -89,7 +119,12 @@ class GenerateResponse(BaseModel):
     model: ModelRef
     seed: int
     requested: int
-    exhausted: bool = Field(description="novel_only found fewer names than requested within its attempts")
+    exhausted: bool = Field(description="the constraints found fewer names than requested within their budget")
+    attempts: int = Field(description="streams judged: the names returned and those refused")
+    refused: dict[str, int] = Field(description="per constraint, the attempts it refused (one attempt may fail "
+                                                "several)")
+    note: str | None = Field(description="when exhausted: the attempts made, which budget ran out and the "
+                                         "constraint that refused most")
     names: list[GeneratedName]
 
 
@@ -110,6 +145,9 @@ class CharScore(BaseModel):
 class NameScore(BaseModel):
     name: str
     logprob: float = Field(description="sum of per_char: log-probability of the name, end included")
+    logprob_per_char: float = Field(description="logprob / (characters + 1)")
+    percentile: float | None = Field(description="share (0-100) of the corpus names with a lower logprob_per_char; "
+                                                 "null without typicality quantiles in the manifest")
     in_corpus: bool
     per_char: list[CharScore] | None = Field(None, description="each character, then '.'; absent when "
                                                                "the request set per_char to false")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from artifact import typicality
 from artifact.loader import LoadedModel
 from service.core import sampler
 from service.core.model_runner import ModelRows
@@ -24,6 +25,8 @@ class Engine:
         self.name: str = model.name
         self.version: str = model.version
         self.corpus: frozenset[str] = model.corpus_names
+        entry = model.manifest.typicality
+        self.quantiles: list[float] | None = entry["quantiles"] if entry else None  # older manifests: none
         runtime = runtime if runtime is not None else OnnxRuntime(model)
         self.vocab: str = runtime.vocab
         self.block_size: int = int(runtime.block_size)
@@ -36,6 +39,14 @@ class Engine:
     def warm(self, max_rows: int | None = None) -> int:
         """Cache the contexts every name starts from (see ModelRows.warm)."""
         return self.rows.warm(max_rows)
+
+    def typicality(self, logprobs: list[float], chars: list[int]) -> tuple[list[float], list[float] | None]:
+        """Each name's log-probability per character (`chars`: the characters its logprob counts) and
+        its percentile among the corpus names (None without quantiles in the manifest)."""
+        per_char = typicality.per_char(np.array(logprobs), np.array(chars))  # (names,)
+        if self.quantiles is None:
+            return per_char.tolist(), None
+        return per_char.tolist(), typicality.percentile(per_char, self.quantiles).tolist()
 
     def encode(self, text: str) -> list[int]:
         """Character ids of a name or prefix; KeyError on a character outside the vocabulary."""

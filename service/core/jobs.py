@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass
+import math
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from service.core import sampler
+from service.core.constraints import ATTEMPTS_PER_NAME, ORDER, SECONDS, Constraints, shaped
 from service.core.engine import Engine
 
 SCALAR_MAX = 4  # a generation of up to this many names with the batch to itself runs one name at a time
-NOVEL_FACTOR = 20  # novel_only tries at most this many streams per requested name
+ROUND_MAX = 1024  # streams a constrained request draws per round at most: its share of a step
 SCORE_CHUNK = 256  # /score rows (characters, ends included) per step: bounds a request's memory
 
 _job_ids = itertools.count(1)
@@ -35,12 +38,31 @@ class Generation:
     novel: list[bool]
     cut: list[bool]
     requested: int
-    attempts: int  # streams sampled (> requested only with novel_only)
+    attempts: int  # streams judged (> requested only with constraints)
+    refused: dict[str, int] = field(default_factory=dict)  # constraint -> attempts it refused
+    per_name: int = 0  # attempts in a row a name's search may make
+    timed_out: bool = False  # the time budget ended the search
+    seconds: float | None = None  # the time budget
 
     @property
     def exhausted(self) -> bool:
-        """True when fewer names than requested were found (novel_only ran out of attempts)."""
+        """True when fewer names than requested were found (the constraints' budget ran out)."""
         return len(self.names) < self.requested
+
+    @property
+    def refused_most(self) -> str | None:
+        """The constraint that refused the most attempts (the first in ORDER on a tie)."""
+        return max(sorted(self.refused, key=ORDER.index), key=self.refused.__getitem__, default=None)
+
+    def note(self) -> str | None:
+        """Why an exhausted answer is short, in words; None when it is not."""
+        if not self.exhausted:
+            return None
+        why = (f"the time budget ({self.seconds:g} s) ran out after {self.attempts} attempts" if self.timed_out
+               else f"{self.per_name} attempts in a row were refused ({self.attempts} attempts in all)")
+        most = self.refused_most
+        refused = f"; {most} refused {self.refused[most]} of them" if most else ""
+        return f"found {len(self.names)} of {self.requested} names: {why}{refused}"
 
 
 @dataclass(frozen=True)
@@ -101,13 +123,16 @@ class ChunksJob(Job, Protocol):
 
 
 class GenerateJob:
-    """One /generate request: rounds of names until `count` are found (one round unless novel_only)."""
+    """One /generate request: rounds of names until `count` are kept (one round without constraints).
+    Each round's names are judged in stream order and the first `count` that pass are kept, so
+    count=k keeps the first k names count=n keeps."""
 
     kind: Literal["generate"] = "generate"
 
     def __init__(self, engine: Engine, count: int, seed: int, temperature: float = 1.0,
                  top_k: int | None = None, prefix: str = "", max_length: int = 32,
-                 novel_only: bool = False, max_attempts: int | None = None):
+                 novel_only: bool = False, per_name: int = ATTEMPTS_PER_NAME,
+                 constraints: Constraints | None = None, case: str = "lower", seconds: float | None = SECONDS):
         if '.' in prefix or len(prefix) >= max_length:
             raise ValueError("prefix must not contain '.' and must be shorter than max_length")
         self.prefix_ids = engine.encode(prefix)
@@ -116,26 +141,41 @@ class GenerateJob:
         self.temperature = temperature
         self.top_k = None if top_k is not None and top_k >= engine.vocab_size else top_k
         self.steps = max_length - len(prefix)
-        self.novel_only = novel_only
-        self.limit = count if not novel_only else (max_attempts or NOVEL_FACTOR * count)
+        self.constraints = constraints or Constraints()
+        if novel_only:
+            self.constraints = replace(self.constraints, novel_only=True)
+        self.filtered = self.constraints.active
+        self.per_name = per_name  # attempts in a row without a kept name before the search gives up
+        self.case, self.seconds, self.deadline = case, seconds, math.inf
         self.weight = count  # what the job costs the in-flight budget: names requested
-        self.small = count <= SCALAR_MAX and not novel_only
+        self.small = count <= SCALAR_MAX and not self.filtered
         self.start = 0  # streams started
+        self.judged = 0  # streams judged against the constraints (a prefix of those started)
+        self.gap = 0  # streams judged since the last kept name
+        self.refused: dict[str, int] = {}
+        self.kept: set[str] = set()
+        self.timed_out = False
         self.names: list[str] = []
         self.logprobs: list[float] = []
         self.novel: list[bool] = []
         self.cut: list[bool] = []
         self.base: float | None = None
         self.round: Round | None = None
-        self.done = count <= 0 or self.limit <= 0
+        self.done = count <= 0
         self.error: BaseException | None = None
         self.future: asyncio.Future | None = None
 
     def next_round(self) -> Round:
         if self.base is None:
             self.base = self.engine.prefix_logprob(self.prefix_ids)
+            if self.seconds is not None:
+                self.deadline = time.monotonic() + self.seconds
         need = self.count - len(self.names)
-        n = need if not self.novel_only else min(self.limit - self.start, max(2 * need, 8))
+        n = need
+        if self.filtered:  # enough streams for what is missing at the acceptance seen so far
+            guess = max(2 * need, 8) if not self.judged else \
+                math.ceil(1.2 * need * (self.judged + 1) / (len(self.names) + 1))
+            n = min(ROUND_MAX, guess)
         if n == 1:
             skeys = np.array([sampler.stream_key(self.seed, self.start)], dtype=np.uint64)
         else:
@@ -150,17 +190,30 @@ class GenerateJob:
         if self.prefix:
             names = [self.prefix + name for name in names]
         corpus = self.engine.corpus
-        if not self.novel_only:
+        if not self.filtered:
             self.names, self.logprobs, self.cut = names, logprobs, cut
             self.novel = [name not in corpus for name in names]
             self.done = True
             return
-        keep = [i for i, name in enumerate(names) if name not in corpus][:self.count - len(self.names)]
-        self.names += [names[i] for i in keep]
-        self.logprobs += [logprobs[i] for i in keep]
-        self.cut += [cut[i] for i in keep]
-        self.novel += [True] * len(keep)
-        self.done = len(self.names) >= self.count or self.start >= self.limit
+        judge, refused, kept = self.constraints.refusals, self.refused, self.kept
+        for name, logprob, was_cut in zip(names, logprobs, cut):
+            if len(self.names) >= self.count or self.gap >= self.per_name:
+                break  # later streams are never judged: count=k stops where count=n passes its k-th name
+            self.judged += 1
+            self.gap += 1
+            failed = judge(name, corpus, kept)
+            for c in failed:
+                refused[c] = refused.get(c, 0) + 1
+            if failed:
+                continue
+            self.gap = 0
+            kept.add(name)
+            self.names.append(name)
+            self.logprobs.append(logprob)
+            self.cut.append(was_cut)
+            self.novel.append(name not in corpus)
+        self.timed_out = len(self.names) < self.count and self.gap < self.per_name and time.monotonic() >= self.deadline
+        self.done = len(self.names) >= self.count or self.gap >= self.per_name or self.timed_out
 
     def run_alone(self) -> None:
         """Every round one name at a time (a small job with the batch to itself)."""
@@ -186,8 +239,10 @@ class GenerateJob:
     def outcome(self) -> Generation:
         if self.error is not None:
             raise self.error
-        return Generation(self.names, self.logprobs, self.novel, self.cut, requested=self.count,
-                          attempts=self.start)
+        names = self.names if self.case == "lower" else [shaped(n, self.case) for n in self.names]
+        return Generation(names, self.logprobs, self.novel, self.cut, requested=self.count,
+                          attempts=self.judged if self.filtered else self.start, refused=dict(self.refused),
+                          per_name=self.per_name, timed_out=self.timed_out, seconds=self.seconds)
 
 
 class ScoreJob:

@@ -46,8 +46,9 @@ def model_picker(names: list[str], chosen: str) -> str:
 
 
 def render_card(m: Manifest, catalog: dict[str, ReportFile], refused: str | None = None,
-                models: list[str] = ()) -> str:
-    """The <main> of the card page."""
+                models: list[str] = (), examples: tuple[int, list[str]] | None = None) -> str:
+    """The <main> of the card page; models: every served model's name; examples: (seed, names) the
+    model generated."""
     parts = [model_picker(list(models), m.name), f"<h1>{escape(m.name)} <small>{escape(m.version)}</small></h1>"]
     description = corpus_description(m)
     if description:
@@ -55,6 +56,11 @@ def render_card(m: Manifest, catalog: dict[str, ReportFile], refused: str | None
     if refused:
         parts.append(f'<p class="notice" id="refused">The last reload was refused and this version keeps '
                      f"serving: {escape(refused)}</p>")
+    if examples:
+        seed, names = examples
+        parts.append(f'<p id="examples">Names it writes (seed {seed}, unique): '
+                     + ", ".join(f"<strong>{escape(n)}</strong>" for n in names)
+                     + ' &mdash; <a href="/">ask for more</a></p>')
     facts = [_summary(m), _corpus(m), _metrics(m), _health(m), _architecture(m), _verification(m), _teacher(m),
              _training(m)]
     parts += [f'<div class="facts">{"".join(facts)}</div>', _plots(m, catalog)]

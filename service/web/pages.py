@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from html import escape
 from importlib import resources
 from string import Template
+from weakref import WeakKeyDictionary
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
@@ -21,6 +22,9 @@ from fastapi.responses import HTMLResponse, Response
 from service.api.parsing import model_query
 from service.api.routes import served
 from service.api.schemas import GenerateRequest
+from service.core import offline
+from service.core.constraints import MAX_EXCLUDE, Constraints
+from service.core.engine import Engine
 from service.web.card import corpus_description, render_card
 from service.web.files import Catalogs
 
@@ -53,6 +57,9 @@ def _load_static() -> tuple[dict[str, StaticFile], dict[str, Template]]:
 
 STATIC, TEMPLATES = _load_static()
 CATALOGS = Catalogs()
+EXAMPLE_SEED = 20261205  # the playground's first names and the card's examples: the same every visit
+EXAMPLE_COUNT = 8  # names on the card
+EXAMPLES: WeakKeyDictionary[Engine, list[str]] = WeakKeyDictionary()  # an engine's examples live while it does
 
 
 def install(app: FastAPI) -> None:
@@ -77,10 +84,6 @@ def _bounds(field: str) -> dict[str, object]:
     return out
 
 
-def _help(field: str) -> str:
-    return escape(GenerateRequest.model_fields[field].description or "")
-
-
 @router.get("/")
 async def playground(request: Request) -> HTMLResponse:
     state = request.app.state
@@ -90,17 +93,15 @@ async def playground(request: Request) -> HTMLResponse:
               if manifest else "no model loaded yet")
     count, temperature, top_k, max_length = (_bounds(f) for f in ("count", "temperature", "top_k", "max_length"))
     body = TEMPLATES["playground.html"].substitute(
-        served=served,
-        count_min=count["min"], count_max=settings.max_count, count_default=count["default"],
+        served=served, example_seed=EXAMPLE_SEED, exclude_max=MAX_EXCLUDE,
+        count_min=count["min"], count_max=settings.max_count,
         seed_max=_bounds("seed")["max"],
         temperature_min=temperature["min"], temperature_max=temperature["max"],
         temperature_default=temperature["default"],
         top_k_min=top_k["min"], top_k_max=len(manifest.vocab) if manifest else "",
         max_length_min=max_length["min"], max_length_max=settings.max_length,
         max_length_default=min(settings.default_max_length, settings.max_length),  # as parsing.check_generate
-        vocab=escape(manifest.vocab[1:]) if manifest else "",
-        model_options=_model_options(pool),
-        **{f"help_{f}": _help(f) for f in GenerateRequest.model_fields})
+        model_options=_model_options(pool))
     return page("namegen playground", body)
 
 
@@ -130,13 +131,24 @@ async def model_card(request: Request) -> HTMLResponse:
     manifest, root = engine.model.manifest, engine.model.path
     catalog = await asyncio.to_thread(CATALOGS.get, manifest, root)  # built once per version
     refused = f"version {state.refused_version}: {state.reason}" if state.refused_version else None
-    return page(f"{manifest.name} {manifest.version}", render_card(manifest, catalog, refused, pool.names))
+    return page(f"{manifest.name} {manifest.version}",
+                render_card(manifest, catalog, refused, pool.names, examples(engine)))
 
 
 def _loaded(pool, version: str):
     """The loaded engine of that version, whichever model it belongs to (current or pinned)."""
     engines = [state.engine for state in pool.states.values()] + list(pool.pinned.values())
     return next((e for e in engines if e is not None and e.version == version), None)
+
+
+def examples(engine: Engine) -> tuple[int, list[str]]:
+    """A few names of the version, for its card: the same ones every visit, drawn once per engine."""
+    names = EXAMPLES.get(engine)
+    if names is None:
+        gen = offline.generate(engine, count=EXAMPLE_COUNT, seed=EXAMPLE_SEED, constraints=Constraints(unique=True),
+                               case="title", seconds=None)
+        names = EXAMPLES[engine] = gen.names
+    return EXAMPLE_SEED, names
 
 
 @router.get("/model/files/{version}/{path:path}")

@@ -1,9 +1,11 @@
 // The playground: sends the form to GET /generate and shows the answer, or the API's error messages
-// next to the fields they name. The API does all validation (the form has novalidate), so what the
-// page says is what the API says.
+// next to the fields they name (all of them at once). The API does all validation (the form has
+// novalidate), so what the page says is what the API says. On first load it shows the form's names
+// for a fixed example seed, and says so.
 "use strict";
 
-const FIELDS = ["model", "count", "seed", "temperature", "top_k", "prefix", "max_length", "novel_only"];
+const FIELDS = ["model", "count", "seed", "temperature", "top_k", "prefix", "suffix", "contains", "min_length",
+  "max_length", "exclude", "case", "unique", "novel_only"];
 const TOKEN_KEY = "namegen-token";  // sessionStorage: gone when the tab closes
 
 // The token field appears once the server asks for a token (401/403), or when this tab has one.
@@ -48,12 +50,20 @@ function clearErrors() {
   for (const el of document.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
 }
 
+// Old names would read as the answer to the fields now shown: they go as soon as there is an error.
+function clearResults() {
+  document.getElementById("results").hidden = true;
+  document.getElementById("names").replaceChildren();
+}
+
 function showErrors(status, answer) {
+  clearResults();
   const items = answer && Array.isArray(answer.detail) ? answer.detail : [{ field: null, message: `HTTP ${status}` }];
   for (const item of items) {
-    const field = FIELDS.includes(item.field) ? item.field : "form";
+    const top = item.field ? String(item.field).split(".")[0] : null;  // exclude.3: the list's fourth name
+    const field = FIELDS.includes(top) ? top : "form";
     const where = document.getElementById(`error-${field}`);
-    const text = field === "form" && item.field ? `${item.field}: ${item.message}` : item.message;
+    const text = item.field && item.field !== field ? `${item.field}: ${item.message}` : item.message;
     where.textContent = where.textContent ? `${where.textContent}; ${text}` : text;
     if (field !== "form") document.forms.generate.elements[field].setAttribute("aria-invalid", "true");
   }
@@ -69,32 +79,46 @@ function badge(text, kind) {
   return span;
 }
 
-function showNames(answer, params) {
+// The bar: the name's percentile among the real names the model learned from (how typical it is);
+// a model published without those figures shows its log-probability per letter instead.
+function typicality(n) {
+  const bar = document.createElement("meter");
+  const text = document.createElement("span");
+  text.className = "typical";
+  if (n.percentile === null) {
+    bar.min = -5; bar.max = 0; bar.value = n.logprob_per_char;
+    text.textContent = `${n.logprob_per_char.toFixed(2)} per letter`;
+  } else {
+    bar.min = 0; bar.max = 100; bar.value = n.percentile;
+    text.textContent = `${Math.round(n.percentile)}%`;
+  }
+  bar.title = n.percentile === null ? `log-probability ${n.logprob.toFixed(3)}, ${text.textContent}`
+    : `more typical than ${Math.round(n.percentile)}% of real names (log-probability ${n.logprob.toFixed(3)})`;
+  return [bar, text];
+}
+
+function showNames(answer, params, example) {
   const list = document.getElementById("names");
   list.replaceChildren();
-  const logprobs = answer.names.map((n) => n.logprob);
-  // The bar: likelihood relative to this list, from a sliver for its least likely name to full.
-  const high = Math.max(...logprobs), low = Math.min(...logprobs) - 0.1 * (high - Math.min(...logprobs) || 1);
   for (const n of answer.names) {
     const item = document.createElement("li");
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = n.name === "" ? "(empty)" : n.name;
-    const bar = document.createElement("meter");
-    bar.min = low;
-    bar.max = high;
-    bar.value = n.logprob;
-    bar.title = `log-probability ${n.logprob.toFixed(3)}`;
     const lp = document.createElement("span");
     lp.className = "logprob";
     lp.textContent = n.logprob.toFixed(2);
-    item.append(name, bar, lp, n.novel ? badge("novel", "novel") : badge("in corpus", "known"));
+    item.append(name, ...typicality(n), lp, n.novel ? badge("novel", "novel") : badge("in corpus", "known"));
     if (n.cut) item.append(badge("cut", "cut"));
     list.append(item);
   }
   const count = answer.names.length;
   document.getElementById("result-count").textContent =
-    `${count} name${count === 1 ? "" : "s"}` + (answer.exhausted ? ` (of ${answer.requested}: novel_only ran out of tries)` : "");
+    `${count} name${count === 1 ? "" : "s"}` + (answer.exhausted ? ` of ${answer.requested}` : "");
+  const note = document.getElementById("note");
+  note.textContent = answer.note ? `Fewer names than asked: ${answer.note}. Try looser fields.` : "";
+  note.hidden = !answer.note;
+  document.getElementById("example").hidden = !example;
   document.getElementById("result-model").textContent = `${answer.model.name} ${answer.model.version}`;
   document.getElementById("seed-used").textContent = answer.seed;
   params.set("seed", answer.seed);  // the line repeats this answer, also when the seed was drawn
@@ -106,9 +130,12 @@ function showNames(answer, params) {
 
 async function generate(event) {
   event.preventDefault();
-  const form = event.target;
+  await ask(parameters(event.target), false);
+}
+
+async function ask(params, example) {
+  const form = document.forms.generate;
   const button = document.getElementById("submit");
-  const params = parameters(form);
   clearErrors();
   button.disabled = true;
   try {
@@ -117,9 +144,10 @@ async function generate(event) {
     const text = await response.text();
     let answer = null;
     try { answer = parseAnswer(text); } catch { /* not JSON: shown by status below */ }
-    if (response.ok && answer) showNames(answer, params);
+    if (response.ok && answer) showNames(answer, params, example);
     else showErrors(response.status, answer);
   } catch (err) {
+    clearResults();
     document.getElementById("error-form").textContent = `The service did not answer (${err.message}).`;
   } finally {
     button.disabled = false;
@@ -145,4 +173,7 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("keep-seed").addEventListener("click", () => {
     form.elements.seed.value = document.getElementById("seed-used").textContent;
   });
+  const first = parameters(form);
+  first.set("seed", document.getElementById("example-seed").textContent);
+  ask(first, true);
 });

@@ -16,11 +16,21 @@ def test_openapi_states_the_limits_of_the_settings_and_the_model(trained_registr
     assert (body["count"]["minimum"], body["count"]["maximum"]) == (1, 500)
     assert body["max_length"] == {**body["max_length"], "type": ["integer", "null"], "minimum": 1, "maximum": 40}
     assert (body["top_k"]["minimum"], body["top_k"]["maximum"]) == (1, 27)  # the model's vocabulary size
-    assert body["prefix"]["pattern"] == "^[abcdefghijklmnopqrstuvwxyz]*$" and body["prefix"]["maxLength"] == 39
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    typed = f"^[{letters}{letters.upper()}]*$"  # a lower-case model reads capitals as their lower case
+    assert body["prefix"]["pattern"] == typed and body["prefix"]["maxLength"] == 39
+    for text in ("suffix", "contains"):
+        assert body[text]["pattern"] == typed and body[text]["maxLength"] == 40
+    assert body["min_length"] == {**body["min_length"], "type": ["integer", "null"], "minimum": 1, "maximum": 40}
+    assert body["exclude"]["maxItems"] == 500 and body["exclude"]["items"]["maxLength"] == 40
+    assert body["case"]["enum"] == ["lower", "title"]
+    for field in ("novel_only", "min_length", "suffix", "contains", "exclude", "unique"):
+        assert "2000 attempts in a row" in body[field]["description"] and "5 s" in body[field]["description"]
     assert body["temperature"]["exclusiveMinimum"] == 0 and body["temperature"]["maximum"] == 10
     assert body["seed"]["exclusiveMaximum"] == 2 ** 63
     query = {p["name"]: p["schema"] for p in doc["paths"]["/generate"]["get"]["parameters"]}
     assert query["count"]["maximum"] == 500 and query["top_k"] == {**query["top_k"], "type": "integer", "maximum": 27}
+    assert query["exclude"]["type"] == "string"  # comma-separated in a query
     score = str(doc)  # wherever FastAPI puts the /score body schema (inline or a component)
     assert "'maxItems': 300" in score and "'items': {'type': 'string', 'maxLength': 40, 'pattern': '^[abcdefghijklmnopqrstuvwxyz]*$'}" in score
 

@@ -1,6 +1,7 @@
 """The HTTP API in process (TestClient runs the lifespan): happy paths, every invalid input, metrics."""
 import json
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from service_helpers import NAME, metric
@@ -30,7 +31,7 @@ def test_generate_post_returns_names_with_model_and_seed(client):
     assert body["exhausted"] is False
     assert len(body["names"]) == 5
     for item in body["names"]:
-        assert set(item) == {"name", "logprob", "novel", "cut"}
+        assert set(item) == {"name", "logprob", "logprob_per_char", "percentile", "novel", "cut"}
         assert item["logprob"] < 0
 
 
@@ -166,12 +167,20 @@ def test_generate_rejects_count_above_configured_max(registry, settings_for):
 
 
 def test_generate_rejects_prefix_outside_vocab(client):
-    for prefix in ["Anna", "jo3", "a.b", "é"]:
+    for prefix in ["jo3", "a.b", "é"]:
         r = client.post("/generate", json={"prefix": prefix})
         assert r.status_code == 422
         assert fields(r) == {"prefix"}
         assert "vocabulary" in r.json()["detail"][0]["message"]
-    assert client.get("/generate", params={"prefix": "X"}).status_code == 422
+    assert client.get("/generate", params={"prefix": "X9"}).status_code == 422
+
+
+def test_generate_lists_offending_characters_in_the_order_typed(client):
+    r = client.post("/generate", json={"prefix": "Q9z!9"})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["message"].startswith("characters '9!' are not in the model's vocabulary")
+    r = client.post("/score", json={"names": ["zé3é"]})
+    assert r.json()["detail"][0]["message"].startswith("characters 'é3' are not in the model's vocabulary")
 
 
 def test_generate_rejects_prefix_too_long(client):
@@ -365,9 +374,12 @@ def test_score_streams_the_bytes_of_one_json_document(client, monkeypatch, per_c
     r = client.post("/score", json={"names": names, "per_char": per_char})
     assert r.status_code == 200
     engine = client.app.state.model.engine
-    scores = [{"name": s.name, "logprob": s.logprob, "in_corpus": s.in_corpus}
+    scored = offline.score(engine, names)
+    per_name, pct = engine.typicality([s.logprob for s in scored], [len(s.name) + 1 for s in scored])
+    scores = [{"name": s.name, "logprob": s.logprob, "logprob_per_char": pc, "percentile": round(p, 1),
+               "in_corpus": s.in_corpus}
               | ({"per_char": [{"char": c, "logprob": v} for c, v in s.per_char]} if per_char else {})
-              for s in offline.score(engine, names)]
+              for s, pc, p in zip(scored, per_name, pct)]
     whole = {"model": {"name": engine.name, "version": engine.version}, "scores": scores}
     assert r.content == json.dumps(whole, separators=(",", ":")).encode()
     assert r.headers["content-type"] == "application/json"
@@ -376,6 +388,81 @@ def test_score_streams_the_bytes_of_one_json_document(client, monkeypatch, per_c
 def test_score_per_char_false_gives_totals_only(client):
     full = client.post("/score", json={"names": ["emma", "zqxv"]}).json()["scores"]
     short = client.post("/score", json={"names": ["emma", "zqxv"], "per_char": False}).json()["scores"]
-    assert [set(s) for s in short] == [{"name", "logprob", "in_corpus"}] * 2
+    assert [set(s) for s in short] == [{"name", "logprob", "logprob_per_char", "percentile", "in_corpus"}] * 2
     assert [s["logprob"] for s in short] == [s["logprob"] for s in full]
     assert full[0]["logprob"] == pytest.approx(sum(c["logprob"] for c in full[0]["per_char"]), abs=1e-12)
+
+
+# ---- constraints, case and the readable score --------------------------------------------------------
+
+def test_generate_constraints_match_without_regard_to_case(client):
+    body = {"count": 20, "seed": 3, "prefix": "Ma", "suffix": "A", "contains": "", "min_length": 4,
+            "exclude": ["MARA", "Maya"], "unique": True, "case": "title"}
+    r = client.post("/generate", json=body)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    names = [n["name"] for n in got["names"]]
+    assert len(names) == 20 and not got["exhausted"] and got["note"] is None
+    assert all(n.startswith("Ma") and n.endswith("a") and len(n) >= 4 for n in names)
+    assert len(set(names)) == 20 and not {"Mara", "Maya"} & set(names)
+    lower = client.post("/generate", json={**body, "prefix": "ma", "suffix": "a", "exclude": ["mara", "maya"],
+                                           "case": "lower"}).json()
+    assert [n["name"] for n in lower["names"]] == [n.lower() for n in names]
+    assert got["attempts"] == lower["attempts"] >= 20
+    assert sum(got["refused"].values()) >= got["attempts"] - 20
+
+
+def test_generate_get_takes_exclude_comma_separated(client):
+    first = client.get("/generate", params={"count": 3, "seed": 9, "unique": "true"}).json()["names"]
+    taken = [n["name"] for n in first]
+    r = client.get("/generate", params={"count": 3, "seed": 9, "unique": "true", "exclude": ",".join(taken)})
+    assert r.status_code == 200
+    assert not set(taken) & {n["name"] for n in r.json()["names"]}
+    assert r.json()["refused"]["exclude"] >= 3
+
+
+def test_generate_exhausted_answer_says_why(client):
+    r = client.post("/generate", json={"count": 2, "seed": 1, "suffix": "qxq", "max_length": 5})
+    got = r.json()
+    assert got["exhausted"] and got["names"] == []
+    assert got["attempts"] == 2000 == got["refused"]["suffix"]
+    assert got["note"] == ("found 0 of 2 names: 2000 attempts in a row were refused (2000 attempts in all); "
+                           "suffix refused 2000 of them")
+
+
+def test_generate_reports_every_bad_field_at_once(client):
+    r = client.post("/generate", json={"count": 10 ** 6, "prefix": "a9", "suffix": "#", "contains": "abcdefg",
+                                       "max_length": 5, "min_length": 6})
+    assert r.status_code == 422
+    assert fields(r) == {"count", "prefix", "suffix", "contains", "min_length"}
+    r = client.post("/generate", json={"exclude": ["x"] * 501, "case": "upper", "unique": "yes"})
+    assert fields(r) == {"exclude", "case", "unique"}
+
+
+def test_served_percentile_agrees_with_a_direct_count_over_the_corpus(client):
+    """Within one point of the share of corpus names with a lower per-character log-probability."""
+    engine = client.app.state.model.engine
+    assert engine.quantiles is not None  # written at publish
+    corpus = sorted(engine.corpus)
+    per_char = np.array([s.logprob / (len(s.name) + 1) for s in offline.score(engine, corpus)])
+    got = client.post("/generate", json={"count": 300, "seed": 11}).json()["names"]
+    ended = [n for n in got if not n["cut"]]
+    assert len(ended) > 200
+    for n in ended:
+        assert n["logprob_per_char"] == pytest.approx(n["logprob"] / (len(n["name"]) + 1), rel=1e-12)
+        direct = 100 * np.mean(per_char < n["logprob_per_char"])
+        assert abs(n["percentile"] - direct) <= 1.0, (n, direct)
+    scored = client.post("/score", json={"names": corpus[:50], "per_char": False}).json()["scores"]
+    for s, expected in zip(scored, per_char[:50]):
+        assert abs(s["percentile"] - 100 * np.mean(per_char < expected)) <= 1.0
+
+
+def test_generate_reports_schema_and_model_errors_together(client):
+    """A count the schema refuses does not hide a prefix the model cannot write."""
+    for r in (client.get("/generate", params={"count": 0, "prefix": "a9", "temperature": "hot"}),
+              client.post("/generate", json={"count": 0, "prefix": "a9", "suffix": 3})):
+        assert r.status_code == 422
+        assert fields(r) >= {"count", "prefix"}
+        assert any("'9'" in d["message"] for d in r.json()["detail"] if d["field"] == "prefix")
+    r = client.post("/generate", json={"max_length": 0, "prefix": "abc"})
+    assert fields(r) == {"max_length"}  # the prefix is not measured against a max_length that was refused

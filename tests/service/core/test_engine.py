@@ -177,11 +177,14 @@ def test_novel_only_skips_corpus_names(engine, loaded_model):
 def test_novel_only_is_bounded_and_reports_exhaustion(engine):
     """top_k=1 makes every stream the same name; with a corpus name, nothing novel is ever found."""
     greedy = offline.generate(engine, count=1, seed=0, top_k=1).names[0]
-    gen = offline.generate(engine, count=5, seed=0, top_k=1, novel_only=True)
+    gen = offline.generate(engine, count=5, seed=0, top_k=1, novel_only=True, seconds=None)
     if greedy in engine.corpus:
         assert gen.names == []
         assert gen.exhausted
-        assert gen.attempts == 100  # 20 x count
+        assert gen.attempts == 2000  # the budget: attempts in a row without a kept name
+        assert gen.refused == {"novel_only": 2000}
+        assert gen.note() == "found 0 of 5 names: 2000 attempts in a row were refused (2000 attempts in all); " \
+                             "novel_only refused 2000 of them"
     else:
         assert gen.names == [greedy] * 5
 

@@ -12,6 +12,7 @@ from service_helpers import SHIPPED
 
 from artifact.loader import load_version
 from service.core import offline
+from service.core.constraints import Constraints
 from service.core.engine import Engine
 from service.core.jobs import GenerateJob, InferJob, ScoreJob
 from service.core.scheduler import Batch, Scheduler
@@ -32,6 +33,12 @@ generate_params = st.fixed_dictionaries({
     "prefix": st.sampled_from(["", "", "a", "ma", "zq"]),
     "max_length": st.integers(3, 12),
     "novel_only": st.booleans(),
+    "constraints": st.one_of(st.none(), st.builds(
+        Constraints, min_length=st.sampled_from([0, 5]), suffix=st.sampled_from(["", "a", "n"]),
+        contains=st.sampled_from(["", "e"]), exclude=st.sampled_from([frozenset(), frozenset({"emma", "ava"})]),
+        unique=st.booleans())),
+    "case": st.sampled_from(["lower", "title"]),
+    "seconds": st.just(None),  # the time budget would make a slow run's answer shorter
 })
 score_names = st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", max_size=12), min_size=1, max_size=20)
 request = st.one_of(generate_params, score_names)

@@ -13,6 +13,9 @@ from fastapi.testclient import TestClient
 from artifact.manifest import MANIFEST_FILE, Manifest
 from artifact.registry import current_version, version_path
 from service.api.app import create_app
+from service.core import offline
+from service.core.constraints import Constraints
+from service.web.pages import EXAMPLE_SEED
 from service.web.files import build_catalog
 from service_helpers import NAME, make_version, wait_until
 from web_helpers import PageParts, expected_metrics
@@ -81,7 +84,11 @@ def test_playground_fields_carry_the_apis_limits_and_defaults(trained_registry, 
     with TestClient(create_app(settings)) as c:
         html = c.get("/").text
         vocab_size = len(c.get("/model").json()["vocab"])
-    assert 'name="count" type="number" min="1" max="77" value="1"' in html
+    assert 'name="count" type="number" min="1" max="77" value="10"' in html  # the form asks for a list
+    assert 'name="min_length" type="number" min="1" max="40"' in html
+    assert '<input name="unique" type="checkbox" checked>' in html  # on in the form; the API's default is off
+    assert '<option value="title">' in html and "up to 500" in html
+    assert "NAMEGEN_" not in html and "stream" not in html  # help in plain words, not settings names
     assert 'name="max_length" type="number" min="1" max="40" value="20"' in html
     assert f'name="top_k" type="number" min="1" max="{vocab_size}"' in html
     assert 'name="temperature" type="number" min="0" max="10" step="any" value="1.0"' in html
@@ -236,3 +243,15 @@ def test_card_says_when_a_newer_version_was_refused(registry, settings_for):
         parts = PageParts(c.get("/model/card").text)
         assert f"{NAME} {old}" in parts.text and "The last reload was refused" in parts.text and bad in parts.text
         assert all(f"/model/files/{old}/" in img["src"] for img in parts.images) and parts.images
+
+
+def test_card_shows_a_few_example_names_of_the_model(client):
+    engine = client.app.state.model.engine
+    expected = offline.generate(engine, count=8, seed=EXAMPLE_SEED, constraints=Constraints(unique=True),
+                                case="title").names
+    html = client.get("/model/card").text
+    line = html[html.index('<p id="examples">'):]
+    line = line[:line.index("</p>")]
+    assert f"seed {EXAMPLE_SEED}" in line
+    assert expected == [part.split("</strong>")[0] for part in line.split("<strong>")[1:]]
+    assert len(set(expected)) == 8 and all(n[:1].isupper() for n in expected)
