@@ -9,6 +9,8 @@ PIP_INSTALL = $(PY) -m pip install -q -c $(LOCK)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 TAG ?= $(shell docker/image-tag)
+# Where the cluster pulls the images from (`make k8s-tag REGISTRY=...`); default: what deploy/k8s names now.
+REGISTRY ?= $(shell sed -n -E 's/^ *image: (.*)\/namegen-api:.*/\1/p' deploy/k8s/deployment.yaml | head -n 1)
 
 .PHONY: serve test chromium reliability default-model models lock images docker-start docker-stop deploy-test k8s-tag clean
 
@@ -77,10 +79,13 @@ images:
 	docker/build-images $(TAG)
 	echo "NAMEGEN_TAG=$(TAG)" > .env
 
-# Point deploy/k8s/ at the images of this checkout (after `make images` and pushing them).
+# Point deploy/k8s/ at the images of this commit in REGISTRY (push them there: docs/deploy.md), then
+# commit the manifests (that commit keeps the tag: it changes nothing the images are built from).
 k8s-tag:
-	sed -i -E 's#(image: namegen-(api|trainer)):[^ ]+#\1:$(TAG)#' deploy/k8s/*.yaml
-	grep -n 'image: namegen' deploy/k8s/*.yaml
+	@case "$(TAG)" in *-dirty-*) echo "k8s-tag: the working tree differs from its commit ($(TAG)): commit first, so the tag names a build anyone can reproduce" >&2; exit 2;; esac
+	@[ -n "$(REGISTRY)" ] || { echo "k8s-tag: set REGISTRY (e.g. make k8s-tag REGISTRY=registry.example.com/namegen)" >&2; exit 2; }
+	sed -i -E 's#image: [^ ]*namegen-(api|trainer):[^ ]+#image: $(REGISTRY)/namegen-\1:$(TAG)#' deploy/k8s/*.yaml
+	grep -n 'image: ' deploy/k8s/*.yaml
 
 # Builds the images and runs the compose stack for real (root; ../shared beside the clone). See docs/deploy.md.
 deploy-test:

@@ -3,13 +3,17 @@ but for `typicality`, which runs the model (onnxruntime).
 
     python -m artifact list                    # versions: created, val, corpus, teacher, size, current, forced
     python -m artifact show [VERSION]          # one version's manifest in short (default: the current one)
-    python -m artifact rollback [VERSION]      # CURRENT -> VERSION (default: the previous good version)
+    python -m artifact rollback [VERSION]      # CURRENT -> VERSION (default: see below)
     python -m artifact prune --keep N          # remove old versions (never current, previous, best)
     python -m artifact verify                  # every version's files against its manifest, and CURRENT
     python -m artifact typicality [VERSION...] # add the corpus names' typicality quantiles (default: every version)
 
---registry (default $NAMEGEN_MODEL_DIR or models) and --name ($NAMEGEN_MODEL_NAME or names) go after the
-command. Exit status: 0 done; 1 `verify` found a damaged version; 2 a user error (one line on stderr).
+`rollback` with no VERSION picks the newest version older than the current one whose files still match
+its manifest and that passed the quality gate on its own (was not published with --force).
+A VERSION may be shortened to any prefix that names exactly one version (e.g. `20261125T19`).
+--registry (default $NAMEGEN_MODEL_DIR or models) and --name ($NAMEGEN_MODEL_NAME or names) go before or
+after the command. Exit status: 0 done; 1 `verify` found a damaged version, or `list` found CURRENT naming
+a missing or damaged version; 2 a user error (one line on stderr).
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ from pathlib import Path
 from artifact import ArtifactError
 from artifact.layout import current_version, list_versions, version_path
 from artifact.manifest import MANIFEST_FILE, Manifest
-from artifact.registry import best_on_corpus, prune, rollback, verify_dir, version_size
+from artifact.registry import (best_on_corpus, current_problem, prune, resolve_version, rollback, verify_dir,
+                               version_size)
 
 PROG = "python -m artifact"
 
@@ -33,13 +38,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {message} (see --help)\n")
 
 
+def _location_options(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument("--registry", default=default(os.environ.get("NAMEGEN_MODEL_DIR", "models")),
+                   help="registry root (default: $NAMEGEN_MODEL_DIR or models)")
+    p.add_argument("--name", default=default(os.environ.get("NAMEGEN_MODEL_NAME", "names")),
+                   help="model name in the registry (default: $NAMEGEN_MODEL_NAME or names)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # The options are accepted on both sides of the command. A subcommand's defaults would overwrite
+    # what was given before the command, so there they are SUPPRESSed: set only when given there.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--registry", default=os.environ.get("NAMEGEN_MODEL_DIR", "models"),
-                        help="registry root (default: $NAMEGEN_MODEL_DIR or models)")
-    common.add_argument("--name", default=os.environ.get("NAMEGEN_MODEL_NAME", "names"),
-                        help="model name in the registry (default: $NAMEGEN_MODEL_NAME or names)")
+    _location_options(common, lambda value: argparse.SUPPRESS)
     p = Parser(prog=PROG, description="List, inspect, roll back, prune and verify a model registry.")
+    _location_options(p, lambda value: value)
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     sub.add_parser("list", parents=[common], help="versions, oldest first; * marks the current one")
     show = sub.add_parser("show", parents=[common], help="one version in short (default: the current one)")
@@ -98,12 +110,17 @@ def cmd_list(args) -> int:
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     print(f"{len(manifests)} version(s) in {Path(args.registry) / args.name}; current: {current or 'none'}")
+    problem = current_problem(args.registry, args.name)
+    if problem:
+        print(f"WARNING: {problem}; the service keeps the model it has loaded and a fresh one cannot start "
+              f"(`{PROG} rollback` points CURRENT at a sound version)")
+        return 1
     return 0
 
 
 def cmd_show(args) -> int:
-    version = args.version or current_version(args.registry, args.name)
-    path = _existing(args, version)
+    version = _existing(args, args.version or current_version(args.registry, args.name))
+    path = version_path(args.registry, args.name, version)
     m = Manifest.read(path / MANIFEST_FILE)
     if args.json:
         print(json.dumps(m.to_dict(), indent=1))
@@ -121,18 +138,18 @@ def cmd_show(args) -> int:
                   f"({arch.get('folded_parameters')} folded), block_size {m.block_size}, vocab {m.vocab_size}"),
         ("teacher", _teacher(m)),
         ("gate", _gate(m)),
-        ("health", "ok" if m.health["ok"] else f"{len(m.health['warnings'])} warning(s)"),
+        ("health", "ok" if m.health["ok"] else f"{len(m.health['warnings'])} warning(s):"),
+        *[("", f"- {w.get('name', '?')}: {w.get('message', '')}") for w in m.health["warnings"]],
         ("files", f"{len(m.files)} hashed, {version_size(path) / 1e6:.2f} MB on disk"),
     ]
     for k, v in lines:
-        print(f"{k + ':':9} {v}")
+        print(f"{k + ':' if k else '':9} {v}")
     return 0
 
 
 def cmd_rollback(args) -> int:
-    if args.version is not None:
-        _existing(args, args.version)
-    old, new = rollback(args.registry, args.name, args.version)
+    version = None if args.version is None else _existing(args, args.version)
+    old, new = rollback(args.registry, args.name, version)
     if old == new:
         print(f"{args.name}: CURRENT already names {new}; nothing changed")
     else:
@@ -194,10 +211,9 @@ def _current(args) -> str | None:
         return None
 
 
-def _existing(args, version: str) -> Path:
-    if version not in list_versions(args.registry, args.name):
-        raise ArtifactError(f"no version {version!r} of {args.name} in {args.registry} (see `{PROG} list`)")
-    return version_path(args.registry, args.name, version)
+def _existing(args, version: str) -> str:
+    """The version a full name or a unique prefix names."""
+    return resolve_version(args.registry, args.name, version)
 
 
 def _manifest(args, version: str) -> Manifest | None:

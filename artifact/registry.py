@@ -40,7 +40,7 @@ from artifact.manifest import HASHED_FILES, MANIFEST_FILE, Manifest, sha256_file
 
 __all__ = ["POINTER", "TEMP_PREFIX", "current_version", "list_versions", "version_path", "AlreadyPublished",
            "publish", "set_current", "rollback", "previous_good", "prune", "verify_dir", "best_on_corpus",
-           "version_size"]
+           "version_size", "resolve_version", "current_problem"]
 
 # Test hook: the publisher pauses (sleeps) at the named stage, so a test can kill it exactly there.
 PAUSE_ENV = "ARTIFACT_PUBLISH_PAUSE_AT"
@@ -162,6 +162,35 @@ def previous_good(root: str | Path, name: str) -> str | None:
             continue
         if not (m.gate or {}).get("forced") and not verify_dir(path, m):
             return version
+    return None
+
+
+def resolve_version(root: str | Path, name: str, text: str) -> str:
+    """The version `text` names: itself, or the one version it is a prefix of (what an operator types
+    after reading `list`). Raises naming the candidates when the prefix is ambiguous."""
+    versions = list_versions(root, name)
+    if text in versions:
+        return text
+    matches = [v for v in versions if v.startswith(text)] if text else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ArtifactError(f"{text!r} names {len(matches)} versions of {name} ({', '.join(matches)}): give more of it")
+    raise ArtifactError(f"no version {text!r} of {name} in {root} (see `python -m artifact list`)")
+
+
+def current_problem(root: str | Path, name: str) -> str | None:
+    """Why CURRENT cannot be served (missing pointer, a version not in the registry, files that do not
+    match the manifest), or None when it can."""
+    try:
+        current = current_version(root, name)
+    except ArtifactError as e:
+        return str(e)
+    if current not in list_versions(root, name):
+        return f"CURRENT names {current}, which is not a complete version in the registry"
+    problems = verify_dir(version_path(root, name, current))
+    if problems:
+        return f"CURRENT names {current}, which is damaged: {'; '.join(problems)}"
     return None
 
 

@@ -115,3 +115,64 @@ def test_module_runs_as_a_process_with_the_registry_from_the_environment(registr
     out = subprocess.run([sys.executable, "-m", "artifact", "list"], capture_output=True, text=True, env=env,
                          cwd="/")
     assert out.returncode == 0 and out.stdout.splitlines()[-1].endswith(f"current: {forced}")
+
+
+def test_registry_and_name_may_come_before_the_command(registry, capsys, tmp_path):
+    root, (_, _, forced) = registry
+    code, out, _ = run(capsys, "--registry", str(root), "--name", "names", "list")
+    assert code == 0 and out.splitlines()[-1].endswith(f"current: {forced}")
+    # Given on both sides, the one after the command wins (it is the closer to what it qualifies).
+    code, out, _ = run(capsys, "--registry", str(tmp_path / "elsewhere"), "show", "--registry", str(root))
+    assert code == 0 and f"names/{forced}  (current)" in out
+
+
+def test_a_unique_version_prefix_names_that_version(registry, capsys):
+    root, (student, better, forced) = registry
+    prefix = better[:-1]
+    assert [v for v in (student, better, forced) if v.startswith(prefix)] == [better]
+    code, out, _ = run(capsys, "show", prefix, "--registry", str(root))
+    assert code == 0 and out.startswith(f"version:  names/{better}\n")
+    code, out, _ = run(capsys, "rollback", prefix, "--registry", str(root))
+    assert code == 0 and out.startswith(f"names: CURRENT {forced} -> {better};")
+    assert current_version(root, "names") == better
+
+
+def test_an_ambiguous_prefix_is_refused_naming_the_candidates(registry, capsys):
+    root, versions = registry
+    code, out, err = run(capsys, "rollback", "20", "--registry", str(root))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "'20' names 3 versions of names" in err and all(v in err for v in versions)
+    assert current_version(root, "names") == versions[-1]
+
+
+def test_list_flags_a_current_that_names_a_missing_version(registry, capsys):
+    root, versions = registry
+    (root / "names" / "CURRENT").write_text("20991231T000000Z-000000\n")
+    code, out, _ = run(capsys, "list", "--registry", str(root))
+    assert code == 1
+    assert out.splitlines()[-1].startswith(
+        "WARNING: CURRENT names 20991231T000000Z-000000, which is not a complete version in the registry")
+
+
+def test_list_flags_a_current_whose_files_are_damaged(registry, capsys):
+    root, (_, _, forced) = registry
+    (version_path(root, "names", forced) / "model.onnx").write_bytes(b"not a model")
+    code, out, _ = run(capsys, "list", "--registry", str(root))
+    assert code == 1
+    assert f"WARNING: CURRENT names {forced}, which is damaged: model.onnx: sha256 does not match" in out
+
+
+def test_show_names_each_health_warning(staged_models, tmp_path, capsys):
+    staged = with_val(staged_models[3], tmp_path, 2.0)
+    m = json.loads((staged / MANIFEST_FILE).read_text())
+    m["health"] = {"ok": False, "warnings": [
+        {"name": "initial_loss_high", "message": "initial loss 9.1 vs 3.3 expected"},
+        {"name": "update_ratio_out_of_range", "message": "layers.0.weight: too low"}]}
+    (staged / MANIFEST_FILE).write_text(json.dumps(m))
+    root = tmp_path / "models"
+    publish(staged, root, "names")
+    code, out, _ = run(capsys, "show", "--registry", str(root))
+    assert code == 0
+    assert ("health:   2 warning(s):\n"
+            "          - initial_loss_high: initial loss 9.1 vs 3.3 expected\n"
+            "          - update_ratio_out_of_range: layers.0.weight: too low\n") in out
