@@ -51,7 +51,7 @@ def publish_run(run_dir: str | Path, registry: str | Path, name: str, force: boo
     run_dir = Path(run_dir)
     config = moved_recipe_keys(_read(rundir.read_json, run_dir / rundir.CONFIG))
     recipe = recipe or run_recipe(config)
-    metrics = _read(rundir.read_metrics, run_dir)
+    metrics = with_teacher_losses(_read(rundir.read_metrics, run_dir))
     diagnostics = _read(rundir.read_diagnostics, run_dir)
     model = load_model(run_dir / rundir.MODEL)
     corpus, splits = rebuild_data(config, model.config)
@@ -61,6 +61,20 @@ def publish_run(run_dir: str | Path, registry: str | Path, name: str, force: boo
                        plots_dir=run_dir / rundir.PLOTS, recipe=recipe)
         return publish_version(staging, registry, name, force=force, tolerance=tolerance, check=load_version,
                                new_corpus=new_corpus)
+
+
+def with_teacher_losses(metrics: dict) -> dict:
+    """A student's metrics with its teacher's train/test losses and each member's beside the val they
+    name, when the teacher is a run directory still on disk: the card and the benchmarks then compare
+    the student with its teacher and with one member alone from the manifest alone."""
+    teacher = metrics.get("teacher")
+    source = Path(teacher["source"]) if teacher and teacher.get("source") else None
+    if source is None or not (source / rundir.METRICS).is_file():
+        return metrics
+    t = rundir.read_metrics(source)
+    member_losses = [{k: m.get(k) for k in ("seed", "train", "val", "test")} for m in t["members"]]
+    return {**metrics, "teacher": {**teacher, "train": t["train_loss"], "test": t["test_loss"],
+                                   "member_losses": member_losses}}
 
 
 def run_recipe(config: dict) -> dict:

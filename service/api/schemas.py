@@ -180,6 +180,8 @@ class ModelStatus(BaseModel):
     name: str
     default: bool = Field(description="requests without `model` run on it")
     version: str | None = Field(description="the version its CURRENT serves, or null while none is loaded")
+    description: str | None = Field(description="the names it learned, in words (e.g. \"girls' names, 2017, "
+                                                "18,309 names\"), or null while none is loaded")
     state: str = Field(description="ready, loading, or a reason code as in ReloadState")
     loaded: list[str] = Field(description="versions loaded in this worker: the current one, then pinned ones")
     reload: ReloadState

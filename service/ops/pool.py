@@ -231,6 +231,7 @@ class ModelPool:
         engine = state.engine
         return {"name": name, "default": name == self.default,
                 "version": engine.version if engine is not None else None,
+                "description": engine.model.manifest.description if engine is not None else None,
                 "state": "ready" if engine is not None else (state.reason or "loading"),
                 "loaded": self.loaded(name),
                 "reload": {"refused": state.refused_version, "reason": state.reason}}

@@ -33,7 +33,7 @@ def file_url(version: str, path: str) -> str:
 
 def corpus_description(m: Manifest) -> str | None:
     """The manifest's words for its corpus (e.g. which names a family model learned), if it has any."""
-    description = m.corpus.get("description") if isinstance(m.corpus, dict) else None
+    description = m.description  # stored at publish; older manifests: derived from their corpus fingerprint
     return description.strip() or None if isinstance(description, str) else None
 
 

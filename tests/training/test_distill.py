@@ -15,7 +15,7 @@ from artifact.registry import version_path
 from training.config import ConfigError
 from training.data import load_corpus, make_splits
 from training.model import ModelConfig
-from training.publish import publish_run
+from training.publish import publish_run, with_teacher_losses
 from training.recipe import shipped_run, train
 from training.rundir import load_model, read_json, write_json
 from training.teacher import load_teacher
@@ -140,6 +140,11 @@ def test_the_recipe_trains_its_teacher_first_and_ships_the_student_only_when_clo
     assert teacher_metrics["steps"] == 100 and len(teacher_metrics["members"]) == 2
     assert metrics["teacher"] == {"name": "teacher", "version": "", "val": teacher_metrics["val_loss"],
                                   "members": 2, "source": str(tmp_path / "teacher")}
+    # What a published student's manifest says of its teacher: its losses and each member's.
+    recorded = with_teacher_losses(metrics)["teacher"]
+    assert (recorded["train"], recorded["val"], recorded["test"]) == tuple(
+        teacher_metrics[f"{s}_loss"] for s in ("train", "val", "test"))
+    assert [m["val"] for m in recorded["member_losses"]] == [m["val"] for m in teacher_metrics["members"]]
     for student_val, shipped in ((teacher_metrics["val_loss"] + 0.004, tmp_path),
                                  (teacher_metrics["val_loss"] + 0.006, tmp_path / "teacher")):
         write_json({**metrics, "val_loss": student_val}, tmp_path / "metrics.json")
