@@ -35,10 +35,9 @@ from starlette.routing import Match
 from service.api import answers
 from service.api.auth import CLIENT
 from service.api.protocol import REFUSAL
-from service.logs import get_logger
+from service.logs import log_access
 from service.ops.metrics import Metrics
 
-access = get_logger("access")
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@+\-]{1,128}\Z")  # a client's X-Request-ID is kept only if plain
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self' data:; worker-src 'self' blob:; base-uri 'none'; form-action 'self'; "
@@ -270,10 +269,7 @@ class Edge:
             seconds = time.perf_counter() - start
             route = inner.get("route")
             self.metrics.observe(route.path if route is not None else self.template(inner), method, status, seconds)
-            access.info("request", extra={"fields": {"request_id": request_id, "method": method,
-                                          "path": scope["path"], "status": status,
-                                          "duration_ms": round(seconds * 1000, 3),
-                                          **({"token": inner[CLIENT]} if CLIENT in inner else {})}})
+            log_access(request_id, method, scope["path"], status, round(seconds * 1000, 3), inner.get(CLIENT))
 
     def refusal(self, scope, host, length, content_type: bytes, chunked: bool) -> tuple[int, str, str | None] | None:
         """(status, message, field) for a request answered before any route, else None."""
