@@ -115,11 +115,12 @@ class LineHandler(logging.StreamHandler):
 class AccessLog:
     """The access log's one line per request, made without a LogRecord: the same line the formatters
     make from `access.info("request", extra={"fields": ...})` (tests compare the two), from parts
-    computed once, the timestamp once a second. Lines are written in one batch a short time after the
-    first of them (and before any other record, and at exit): one write per batch, not per request."""
+    computed once, the timestamp once a second. The lines of one pass of the event loop (the requests
+    it answered together) are written in one write at the end of that pass, before any other record
+    and at exit: under load one write serves several requests, and a line is never later than the
+    pass that answered its request."""
 
-    DELAY = 0.05  # seconds a line may wait for others; short enough for someone watching the log
-    BATCH = 512  # lines that are written at once, whatever the time (a loop that never waits)
+    BATCH = 512  # lines written at once, whatever else (a pass that answers very many requests)
 
     def __init__(self, handler: LineHandler, log_format: str, logger: logging.Logger):
         self.handler = handler
@@ -161,7 +162,7 @@ class AccessLog:
         waiting = self.handler.add(self.line(time.time(), request_id, method, path, status, duration_ms, token))
         if waiting == 1:
             try:
-                asyncio.get_running_loop().call_later(self.DELAY, self.handler.write_pending)
+                asyncio.get_running_loop().call_soon(self.handler.write_pending)
                 return
             except RuntimeError:  # no event loop in this thread: write now
                 pass

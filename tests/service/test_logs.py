@@ -1,10 +1,12 @@
 """Text log lines cannot be forged from a request; JSON lines keep the values as they came."""
+import asyncio
 import contextlib
+import io
 import json
 import logging
 import re
 
-from service.logs import JsonFormatter, TextFormatter
+from service.logs import AccessLog, JsonFormatter, LineHandler, TextFormatter, get_logger
 
 FORGED_PATH = "/healthz\n2026-11-25 17:00:00,000 INFO namegen.access request request_id=FORGED"
 FORGED_ID = "abc method=POST path=/admin status=200"
@@ -65,9 +67,6 @@ def test_json_log_keeps_request_values_as_they_came():
 
 def access_pair(log_format, now, **fields):
     """The direct access line and the formatter's line for the same record, both at `now`."""
-    import io
-    from service.logs import AccessLog, LineHandler, get_logger
-
     handler = LineHandler(io.StringIO())
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     direct = AccessLog(handler, log_format, get_logger("access"))
@@ -110,16 +109,12 @@ def access_level(level):
 
 
 def direct_writer(stream):
-    from service.logs import AccessLog, LineHandler, get_logger
-
     handler = LineHandler(stream)
     handler.setFormatter(TextFormatter())
     return handler, AccessLog(handler, "text", get_logger("access"))
 
 
 def test_access_lines_are_written_in_order_before_a_later_record():
-    import io
-
     stream = io.StringIO()
     handler, direct = direct_writer(stream)
     with access_level(logging.INFO):
@@ -132,28 +127,35 @@ def test_access_lines_are_written_in_order_before_a_later_record():
     assert lines[-1].endswith(" INFO namegen.access later")
 
 
-def test_access_lines_of_an_event_loop_are_written_together_soon_after():
-    import asyncio
-    import io
+class CountedWrites(io.StringIO):
+    def __init__(self):
+        super().__init__()
+        self.writes = 0
 
-    stream = io.StringIO()
+    def write(self, s):
+        self.writes += 1
+        return super().write(s)
+
+
+def test_access_lines_of_one_event_loop_pass_are_written_together_at_its_end():
+
+    stream = CountedWrites()
     handler, direct = direct_writer(stream)
 
     async def requests():
         for n in range(5):
             direct.write(f"id{n}", "GET", "/healthz", 200, 0.5, None)
         waiting = stream.getvalue()
-        await asyncio.sleep(direct.DELAY * 4)
+        await asyncio.sleep(0)  # the pass ends
         return waiting
 
     with access_level(logging.INFO):
         assert asyncio.run(requests()) == ""
     assert [k_v(line)["request_id"] for line in stream.getvalue().splitlines()] == [f"id{n}" for n in range(5)]
+    assert stream.writes == 1
 
 
 def test_the_access_log_stays_quiet_below_its_level():
-    import io
-
     stream = io.StringIO()
     _, direct = direct_writer(stream)
     with access_level(logging.WARNING):
