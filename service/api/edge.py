@@ -30,15 +30,14 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match
+from starlette.routing import Match, Route
 
 from service.api import answers
 from service.api.auth import CLIENT
 from service.api.protocol import REFUSAL
-from service.logs import get_logger
+from service.logs import log_access
 from service.ops.metrics import Metrics
 
-access = get_logger("access")
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@+\-]{1,128}\Z")  # a client's X-Request-ID is kept only if plain
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self' data:; worker-src 'self' blob:; base-uri 'none'; form-action 'self'; "
@@ -133,13 +132,20 @@ def serialized(route: APIRoute, result: Any) -> Response:
 
 
 class HotRoutes:
-    """Calls the hot routes' endpoints directly; everything else goes to FastAPI. The table is built at the
-    first request (the app's routes are all added by then) and never changes."""
+    """Calls the hot routes' endpoints directly; everything else goes to FastAPI. The tables are built at
+    the first request (the app's routes are all added by then) and never change.
+
+    Two kinds: FastAPI routes that `hot_route` accepts, by (method, path); and the plain Starlette
+    routes (an async endpoint taking the Request) placed before every other route: the first of them
+    that matches a request fully is the route FastAPI's router would pick, as it takes the first full
+    match in order."""
 
     def __init__(self, app: FastAPI, fallback):
         self.app = app
         self.fallback = fallback
         self.table: dict[tuple[str, str], APIRoute] | None = None
+        self.plain: list[Route] = []
+        self.plain_prefix = ""  # what every plain route's path starts with: other paths skip them
 
     def build(self) -> dict[tuple[str, str], APIRoute]:
         table: dict[tuple[str, str], APIRoute] = {}
@@ -153,18 +159,35 @@ class HotRoutes:
                     table.setdefault((method, path), route)
             else:
                 claimed.add(path)  # a later hot route must not shadow an earlier route's path
+        self.plain = list(itertools.takewhile(
+            lambda r: type(r) is Route and inspect.iscoroutinefunction(r.endpoint), self.app.router.routes))
+        self.plain_prefix = os.path.commonprefix([r.path.split("{", 1)[0] for r in self.plain])
         return table
 
     async def __call__(self, scope, receive, send):
         table = self.table
         if table is None:
             table = self.table = self.build()
-        route = table.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
-        if route is None:
+        if scope["type"] != "http":
             return await self.fallback(scope, receive, send)
-        scope["route"] = route
-        scope["endpoint"] = route.endpoint
-        scope["path_params"] = {}
+        route = table.get((scope.get("method"), scope.get("path")))
+        if route is not None:
+            scope["route"] = route
+            scope["endpoint"] = route.endpoint
+            scope["path_params"] = {}
+            return await self.answer(scope, receive, send, route.endpoint, route)
+        if self.plain and scope["path"].startswith(self.plain_prefix):
+            for plain in self.plain:
+                match, child = plain.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child)  # endpoint, path_params: what the router sets
+                    scope["route"] = plain  # the metrics' route template
+                    return await self.answer(scope, receive, send, plain.endpoint, None)
+        return await self.fallback(scope, receive, send)
+
+    async def answer(self, scope, receive, send, endpoint, route: APIRoute | None) -> None:
+        """The endpoint's answer, or the app's exception handler's for what it raised (route: a FastAPI
+        route, whose plain results are serialized as FastAPI would)."""
         request = Request(scope, receive, send)
         started = False
 
@@ -174,7 +197,10 @@ class HotRoutes:
             await send(message)
 
         try:
-            result = await (route.endpoint(request) if route.dependant.request_param_name else route.endpoint())
+            if route is None or route.dependant.request_param_name:
+                result = await endpoint(request)
+            else:
+                result = await endpoint()
             response = result if isinstance(result, Response) else serialized(route, result)
             await response(scope, receive, tracked)
         except Exception as exc:
@@ -270,10 +296,7 @@ class Edge:
             seconds = time.perf_counter() - start
             route = inner.get("route")
             self.metrics.observe(route.path if route is not None else self.template(inner), method, status, seconds)
-            access.info("request", extra={"fields": {"request_id": request_id, "method": method,
-                                          "path": scope["path"], "status": status,
-                                          "duration_ms": round(seconds * 1000, 3),
-                                          **({"token": inner[CLIENT]} if CLIENT in inner else {})}})
+            log_access(request_id, method, scope["path"], status, round(seconds * 1000, 3), inner.get(CLIENT))
 
     def refusal(self, scope, host, length, content_type: bytes, chunked: bool) -> tuple[int, str, str | None] | None:
         """(status, message, field) for a request answered before any route, else None."""

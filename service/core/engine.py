@@ -85,8 +85,8 @@ class Engine:
             cache = rows.cache
             row = cache.row(key) if cache is not None else None
             if row is None:
-                logp_t, cdf_t, found = rows.lookup(np.array([key], dtype=np.int64))
-                flat_logp, flat_cdf, lo = memoryview(logp_t[found[0]]), memoryview(cdf_t[found[0]]), 0
+                flat_logp, flat_cdf = rows.one(key)
+                lo = 0
             else:
                 flat_logp, flat_cdf, lo = cache.flat_logp, cache.flat_cdf, row * V
             c = draw_one(flat_logp, flat_cdf, lo, V, uniform(stream, s), temperature, top_k)

@@ -58,6 +58,17 @@ class DictCache:
         """Store rows for distinct keys (under the caller's lock): the row of each key, or None when
         they do not fit."""
         slots = self.slots
+        if len(keys) == 1:  # a name walked alone: the same rows as below, without the lists
+            key = int(keys[0])
+            row = slots.get(key)
+            if row is None:
+                row = self.size
+                if row >= self.capacity:
+                    return None
+                self.logp[row], self.cdf[row], self.keys[row] = logp[0], cdf[0], key
+                slots[key] = row  # after the row is written, as below
+                self.size = row + 1
+            return np.array([row], dtype=np.int64)
         fresh = [i for i, k in enumerate(keys.tolist()) if k not in slots]
         end = self.size + len(fresh)
         if end > self.capacity:
@@ -199,6 +210,13 @@ class ModelRows:
                 if len(keys) <= self.cache_rows - self.cache.size:
                     self.cache.insert(keys, logp, cdf)
         return logp, cdf, np.arange(len(keys))
+
+    def one(self, key: int) -> tuple[memoryview, memoryview]:
+        """The log-probability and CDF rows of one context (a name walked alone), as flat views: the
+        rows of `lookup`, for a key the caller has just missed in the cache (no search, no dedupe)."""
+        logp, cdf, found = self.add(np.array([key], dtype=np.int64))
+        row = int(found[0])
+        return memoryview(logp[row]), memoryview(cdf[row])
 
     def logp_rows(self, contexts: np.ndarray) -> np.ndarray:
         """(n, block_size) contexts -> (n, V) log-probabilities."""

@@ -39,7 +39,14 @@ REQUESTS = [("GET", "/healthz", {}), ("GET", "/readyz", {}), ("GET", "/model", {
             ("POST", "/score", {"json": {"names": ["emma", "x"], "per_char": True}}),
             ("POST", "/score", {"json": {"names": ["3"]}}), ("GET", "/", {}), ("GET", "/model/card", {}),
             ("HEAD", "/healthz", {}), ("HEAD", "/generate?seed=2", {}), ("DELETE", "/generate", {}),
-            ("GET", "/nowhere", {}), ("GET", "/openapi.json", {})]
+            ("GET", "/nowhere", {}), ("GET", "/openapi.json", {}),
+            ("POST", "/v2/models/names/infer", {"json": {"id": "a", "inputs": [{
+                "name": "context", "datatype": "INT64", "shape": [2, 3], "data": [0, 0, 0, 0, 1, 2]}]}}),
+            ("POST", "/v2/models/names/infer", {"content": b"[1]"}), ("GET", "/v2/models/names/infer", {}),
+            ("POST", "/v2/models/nobody/infer", {"json": {}}), ("GET", "/v2/models/names", {}),
+            ("GET", "/v2/models/names/ready", {}), ("HEAD", "/v2/models/names/ready", {}),
+            ("GET", "/v2/models/names/versions/19990101T000000Z-000000", {}),
+            ("POST", "/v2/models/names/generate", {"json": {"text_input": "an", "parameters": {"seed": 3}}})]
 
 
 @pytest.mark.parametrize("method,path,options", REQUESTS, ids=[f"{m} {p}" for m, p, _ in REQUESTS])
@@ -61,6 +68,7 @@ def test_the_hot_table_holds_only_routes_that_take_nothing_but_the_request(both)
     paths = {path for _, path in edge.table}
     assert {"/healthz", "/generate", "/score", "/readyz"} <= paths
     assert not any("{" in p for p in paths)  # /static/{name} and the like go through FastAPI
+    assert "/v2/models/{name}/infer" in {route.path for route in edge.plain}  # placed first: matched here
 
 
 def test_head_is_answered_on_every_get_route_without_a_body(client):
