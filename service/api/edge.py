@@ -43,6 +43,10 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "font-src 'self' data:; worker-src 'self' blob:; base-uri 'none'; form-action 'self'; "
        "frame-ancestors 'none'")
 COMMON_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"content-security-policy", CSP.encode())]
+# ReDoc draws with styled-components, which inserts <style> elements: its page alone allows inline
+# styles (they run no code; scripts stay 'self' there too).
+REDOC_HEADERS = [(b"x-content-type-options", b"nosniff"),
+                 (b"content-security-policy", CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'").encode())]
 RETRY_AFTER = (b"retry-after", b"1")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 UNMATCHED = "unmatched"
@@ -252,7 +256,8 @@ class Edge:
             elif k == b"transfer-encoding":
                 chunked = True
         request_id = request_id or f"{self.prefix}{next(self.counter):08x}"
-        headers = [*COMMON_HEADERS, (b"x-request-id", request_id.encode("latin-1"))]
+        headers = [*(REDOC_HEADERS if scope["path"] == "/redoc" else COMMON_HEADERS),
+                   (b"x-request-id", request_id.encode("latin-1"))]
         method = scope["method"]
         head = method == "HEAD"
         inner = {**scope, "method": "GET"} if head else scope  # uvicorn's own scope keeps HEAD: it sends no body
