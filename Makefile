@@ -12,7 +12,7 @@ TAG ?= $(shell docker/image-tag)
 # Where the cluster pulls the images from (`make k8s-tag REGISTRY=...`); default: what deploy/k8s names now.
 REGISTRY ?= $(shell sed -n -E 's/^ *image: (.*)\/namegen-api:.*/\1/p' deploy/k8s/deployment.yaml | head -n 1)
 
-.PHONY: serve test chromium reliability default-model models lock images docker-start docker-stop deploy-test k8s-tag clean
+.PHONY: serve token token-revoke test chromium reliability default-model models lock images docker-start docker-stop deploy-test k8s-tag clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,25 @@ $(VENV)/.dev-installed: pyproject.toml $(LOCK) | $(PY)
 
 serve: $(VENV)/.serve-installed
 	NAMEGEN_HOST=$(HOST) NAMEGEN_PORT=$(PORT) $(PY) -m service
+
+# An API token for the containers (compose's secret directory ./secrets, the swarm stack's file): printed
+# once, only its hash is kept; RATE= and BURST= give it its own limit in names per second. The file is
+# 0600, so as root it is given to the api's uid (10001) after every change, or the containers could not
+# read it; `make token-revoke NAME=...` removes one.
+NAME ?= me
+SCOPES ?= generate,score,infer,read
+TOKENS_FILE ?= secrets/tokens.json
+define give_tokens_to_api
+	@if [ "$$(id -u)" = 0 ]; then chown 10001:10001 $(TOKENS_FILE); \
+	 else echo "(not root: make $(TOKENS_FILE) readable by uid 10001, the api's user)" >&2; fi
+endef
+token: $(VENV)/.serve-installed
+	@$(PY) -m service.tokens add $(NAME) --scopes $(SCOPES) --file $(TOKENS_FILE) $(if $(RATE),--rate $(RATE)) $(if $(BURST),--burst $(BURST))
+	$(give_tokens_to_api)
+
+token-revoke: $(VENV)/.serve-installed
+	@$(PY) -m service.tokens revoke $(NAME) --file $(TOKENS_FILE)
+	$(give_tokens_to_api)
 
 test: $(VENV)/.dev-installed chromium
 	$(PY) -m pytest -q

@@ -193,9 +193,8 @@ def cmd_typicality(args) -> int:
     from artifact.typicality import add_to_version  # onnxruntime: only this command needs it
 
     versions = [_existing(args, v) for v in args.versions] or list_versions(args.registry, args.name)
-    paths = [version_path(args.registry, args.name, v) for v in versions]
-    for v, path in zip(versions, paths):
-        q = add_to_version(path).typicality["quantiles"]
+    for v in versions:
+        q = add_to_version(version_path(args.registry, args.name, v)).typicality["quantiles"]
         print(f"{v}: typicality quantiles written (per-character log-probability: median {q[50]:.3f}, "
               f"1st percentile {q[1]:.3f}, 99th {q[99]:.3f})")
     return 0
