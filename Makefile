@@ -6,8 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LOCK := constraints.txt
 PIP_INSTALL = $(PY) -m pip install -q -c $(LOCK)
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# `make serve PORT=8001` and `NAMEGEN_PORT=8001 make serve` agree: the environment's NAMEGEN_* is the default.
+HOST ?= $(or $(NAMEGEN_HOST),127.0.0.1)
+PORT ?= $(or $(NAMEGEN_PORT),8000)
 TAG ?= $(shell docker/image-tag)
 # Where the cluster pulls the images from (`make k8s-tag REGISTRY=...`); default: what deploy/k8s names now.
 REGISTRY ?= $(shell sed -n -E 's/^ *image: (.*)\/namegen-api:.*/\1/p' deploy/k8s/deployment.yaml | head -n 1)
