@@ -13,7 +13,7 @@ TAG ?= $(shell docker/image-tag)
 # Where the cluster pulls the images from (`make k8s-tag REGISTRY=...`); default: what deploy/k8s names now.
 REGISTRY ?= $(shell sed -n -E 's/^ *image: (.*)\/namegen-api:.*/\1/p' deploy/k8s/deployment.yaml | head -n 1)
 
-.PHONY: serve test chromium reliability default-model models lock images docker-start docker-stop deploy-test k8s-tag clean
+.PHONY: serve dev test chromium reliability default-model models lock images docker-start docker-stop deploy-test k8s-tag clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ $(VENV)/.dev-installed: pyproject.toml $(LOCK) | $(PY)
 
 serve: $(VENV)/.serve-installed
 	NAMEGEN_HOST=$(HOST) NAMEGEN_PORT=$(PORT) $(PY) -m service
+
+# The training side too (torch, the dev tools), without running the tests.
+dev: $(VENV)/.dev-installed
 
 test: $(VENV)/.dev-installed chromium
 	$(PY) -m pytest -q
