@@ -192,8 +192,8 @@ def cmd_verify(args) -> int:
 def cmd_typicality(args) -> int:
     from artifact.typicality import add_to_version  # onnxruntime: only this command needs it
 
-    versions = args.versions or list_versions(args.registry, args.name)
-    paths = [_existing(args, v) for v in versions]
+    versions = [_existing(args, v) for v in args.versions] or list_versions(args.registry, args.name)
+    paths = [version_path(args.registry, args.name, v) for v in versions]
     for v, path in zip(versions, paths):
         q = add_to_version(path).typicality["quantiles"]
         print(f"{v}: typicality quantiles written (per-character log-probability: median {q[50]:.3f}, "
