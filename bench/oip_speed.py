@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import report  # noqa: E402
 from serve_speed import ROOT, pin, rss_mb, start_server, wrk  # noqa: E402  (one HTTP harness for both)
+
+from bench import report  # noqa: E402  (serve_speed put the repository on the path)
 
 from artifact.layout import current_version, version_path  # noqa: E402
 from artifact.loader import load_version  # noqa: E402
