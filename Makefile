@@ -6,13 +6,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LOCK := constraints.txt
 PIP_INSTALL = $(PY) -m pip install -q -c $(LOCK)
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# `make serve PORT=8001` and `NAMEGEN_PORT=8001 make serve` agree: the environment's NAMEGEN_* is the default.
+HOST ?= $(or $(NAMEGEN_HOST),127.0.0.1)
+PORT ?= $(or $(NAMEGEN_PORT),8000)
 TAG ?= $(shell docker/image-tag)
 # Where the cluster pulls the images from (`make k8s-tag REGISTRY=...`); default: what deploy/k8s names now.
 REGISTRY ?= $(shell sed -n -E 's/^ *image: (.*)\/namegen-api:.*/\1/p' deploy/k8s/deployment.yaml | head -n 1)
 
-.PHONY: serve token token-revoke test chromium reliability default-model models lock images docker-start docker-stop deploy-test k8s-tag clean
+.PHONY: serve dev token token-revoke test chromium reliability default-model models lock images docker-start docker-stop deploy-test k8s-tag clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,9 @@ $(VENV)/.dev-installed: pyproject.toml $(LOCK) | $(PY)
 
 serve: $(VENV)/.serve-installed
 	NAMEGEN_HOST=$(HOST) NAMEGEN_PORT=$(PORT) $(PY) -m service
+
+# The training side too (torch, the dev tools), without running the tests.
+dev: $(VENV)/.dev-installed
 
 # An API token for the containers (compose's secret directory ./secrets, the swarm stack's file): printed
 # once, only its hash is kept; RATE= and BURST= give it its own limit in names per second. The file is

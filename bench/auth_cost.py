@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shlex
 import statistics
 import subprocess
 import sys
@@ -29,10 +28,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import report  # noqa: E402
 from service import tokens  # noqa: E402
 
-DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench/auth_cost.py: begin -->", "<!-- bench/auth_cost.py: end -->"
 PATH = "/generate?count=1"
 TWIN = "no tokens, a second server (the noise between two equal ones)"
 
@@ -113,24 +111,6 @@ def middleware_us(token: str, plain: Path, rated: Path) -> dict[str, float]:
         table.unlink()
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def write_section(table: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
-    section = f"{BEGIN}\n{table}{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--registry", type=Path, default=ROOT / "models")
@@ -138,7 +118,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
-    command = " ".join([".venv/bin/python", "bench/auth_cost.py", *map(shlex.quote, sys.argv[1:])])
     tmp = Path(tempfile.mkdtemp(prefix="auth-cost-"))
     token = tokens.new_token()
     plain, rated = tmp / "tokens.json", tmp / "rated.json"
@@ -182,18 +161,16 @@ def main() -> None:
     for label, us in alone.items():
         rows.append(f"| {label} | {us:.1f} | {100 * (us - alone['no tokens']) * cpu_base / 1e6:.2f}% |")
     table = (f"## Authentication's cost on `{PATH}`\n\n"
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}, {os.cpu_count()} cores; "
-             f"one worker on core 0, `wrk -t1 -c16 -d{args.seconds}s` on core 1, {args.rounds} rounds taking turns; "
-             f"`{command}`.\n\n" + "\n".join(rows) + "\n\n"
+             f"One worker on core 0, `wrk -t1 -c16 -d{args.seconds}s` on core 1, {args.rounds} rounds taking turns. "
+             f"{report.machine()}\n\n" + "\n".join(rows) + "\n\n"
              f"With tokens: {ratio:.3f} of the req/s and {cpu_ratio:.3f} of the requests served per CPU-second "
              f"of no tokens (target: >= 0.95; on a shared machine the second is the steadier: "
              f"it does not count the time the worker waited for a core). The second table times the middleware "
              f"alone in this process and sets it against a served request's CPU (1 / requests per CPU-second "
-             f"with no tokens). Load average at the end: "
-             f"{os.getloadavg()[0]:.1f}.\n")
+             f"with no tokens).\n")
     print("\n" + table)
     if not args.no_doc:
-        write_section(table)
+        report.write_section("auth_cost", table)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,6 @@ both. The Markdown table goes to its own section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -20,19 +17,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from artifact.loader import load_current  # noqa: E402
+from bench import report  # noqa: E402
 from service.core import offline  # noqa: E402
 from service.core.constraints import Constraints  # noqa: E402
 from service.core.engine import Engine  # noqa: E402
 
-DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- constraints_speed: begin -->", "<!-- constraints_speed: end -->"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def run(engine: Engine, seeds: list[int], constraints: Constraints | None) -> dict:
@@ -76,21 +65,13 @@ def main(argv=None) -> int:
          f"{constrained['exhausted']}", f"{rate:,.0f}", f"{rate / rate_plain:.3f}"),
     ]
     header = ("constraint", "names", "attempts", "accepted", "exhausted requests", "names/s", "vs none")
-    table = "\n".join("| " + " | ".join(r) + " |" for r in [header, tuple("---" for _ in header), *rows])
-    command = "python bench/constraints_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    section = (f"{BEGIN}\n## Constraints: a rare suffix against none\n\n"
+    section = (f"## Constraints: a rare suffix against none (bench/constraints_speed.py)\n\n"
                f"{args.requests} requests of count=100 each (one seed per request, the two kinds alternating), "
-               f"in process on the scheduler's Batch, model {engine.name}/{engine.version}.\n\n{table}\n\n"
-               f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {cpu_name()}, "
-               f"{os.cpu_count()} cores (shared), with `{command.strip()}`.\n{END}\n")
+               f"in process on the scheduler's Batch, model {engine.name}/{engine.version}. "
+               f"{report.machine(argv)}\n\n{report.table(header, rows)}\n")
     print(section)
     if not args.no_doc:
-        text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nTables written by the scripts in bench/.\n\n"
-        if BEGIN in text:
-            text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1:]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        DOC.write_text(text)
+        report.write_section("constraints_speed", section)
     return 0 if constrained["exhausted"] == 0 else 1
 
 

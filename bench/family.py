@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from artifact.layout import current_version, list_versions, version_path  # noqa: E402
 from artifact.loader import LoadedModel, load_version  # noqa: E402
 from artifact.manifest import MANIFEST_FILE, Manifest  # noqa: E402
-from bench.doc_section import DOC, machine_line, write_section  # noqa: E402
+from bench import report  # noqa: E402
 
 MAX_LEN = 40  # characters; a name still going after this many is cut (and is novel)
 SEX_TARGET, ERA_TARGET = 3.0, 2.0
@@ -195,7 +194,7 @@ def section(registry: Path, count: int, seed: int, losses: list[str], checks: li
     return "\n".join([
         "## The family: losses and what each model's names sound like",
         "",
-        machine_line(".venv/bin/python " + shlex.join(["bench/family.py", *sys.argv[1:]])) + f" Registry `{where}`.",
+        report.machine() + f" Registry `{where}`.",
         "",
         "Losses (nats per character) of each model's student, its teacher (the 2-member ensemble) and one "
         "member alone, from the current version's manifest, and from the run directory for a student whose "
@@ -243,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     text = section(registry, args.samples, args.seed, losses, checks, unchanged)
     print(text)
     if not args.no_doc:
-        write_section("bench/family.py", text)
-        print(f"wrote {DOC.relative_to(ROOT)}")
+        report.write_section("family", text)
+        print(f"wrote {report.DOC.relative_to(ROOT)}")
     if failed:
         print("FAILED: " + "; ".join(failed), file=sys.stderr)
         return 1

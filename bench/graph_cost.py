@@ -22,6 +22,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import report  # noqa: E402
+
 BATCHES = (1, 256)
 
 
@@ -76,6 +79,7 @@ def main(argv=None) -> int:
     parser.add_argument("--after", required=True, help="version dir, REGISTRY/NAME or model.onnx")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (the median is reported)")
     parser.add_argument("--seconds", type=float, default=0.5, help="timing per graph, batch and round")
+    parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
 
     graphs = {}
@@ -99,26 +103,30 @@ def main(argv=None) -> int:
             for label, g in graphs.items():
                 times[label, b].append(time_per_row(g["session"], xs[b], args.seconds))
 
+    say = report.Lines()
     for label, g in graphs.items():
         m = g["manifest"] or {}
         val = m.get("metrics", {}).get("val")
         check = m.get("metrics", {}).get("verification") or {}
-        print(f"{label}: {g['path']}\n  {sum(g['nodes'].values())} nodes {dict(g['nodes'])}; "
-              f"{g['macs']:,} multiply-adds per row; {g['path'].stat().st_size / 1e6:.2f} MB"
-              + (f"; val {val:.4f}" if val is not None else "")
-              + (f"; members {m['architecture']['members']}" if m else "")
-              + (f"; teacher val {m['teacher']['val']:.4f}" if m.get("teacher") else ""))
+        say(f"- {label}: {g['path']}: {sum(g['nodes'].values())} nodes {dict(g['nodes'])}; "
+            f"{g['macs']:,} multiply-adds per row; {g['path'].stat().st_size / 1e6:.2f} MB"
+            + (f"; val {val:.4f}" if val is not None else "")
+            + (f"; members {m['architecture']['members']}" if m else "")
+            + (f"; teacher val {m['teacher']['val']:.4f}" if m.get("teacher") else ""))
         if check:
-            print(f"  verification over {check['examples']:,} val contexts: folded vs unfolded "
-                  f"{check['fold_max_abs_diff']:.2g}, onnxruntime vs torch {check['onnx_max_abs_diff']:.2g}")
-    print(f"\n| batch | before (us/row) | after (us/row) | after / before |\n|---|---|---|---|")
+            say(f"  verification over {check['examples']:,} val contexts: folded vs unfolded "
+                f"{check['fold_max_abs_diff']:.2g}, onnxruntime vs torch {check['onnx_max_abs_diff']:.2g}")
+    say(f"\n| batch | before (us/row) | after (us/row) | after / before |\n|---|---|---|---|")
     for b in BATCHES:
         before, after = (statistics.median(times[label, b]) for label in ("before", "after"))
-        print(f"| {b} | {before:.3f} | {after:.3f} | {after / before:.3f} |")
+        say(f"| {b} | {before:.3f} | {after:.3f} | {after / before:.3f} |")
     ratio = graphs["after"]["macs"] / graphs["before"]["macs"]
-    print(f"| multiply-adds per row | {graphs['before']['macs']:,} | {graphs['after']['macs']:,} | {ratio:.3f} |")
-    print(f"\n(medians of {args.rounds} interleaved rounds, {args.seconds} s per graph, batch and round; "
-          f"one onnxruntime thread)")
+    say(f"| multiply-adds per row | {graphs['before']['macs']:,} | {graphs['after']['macs']:,} | {ratio:.3f} |")
+    say(f"\n(medians of {args.rounds} interleaved rounds, {args.seconds} s per graph, batch and round; "
+        f"one onnxruntime thread)")
+    if not args.no_doc:
+        report.write_section("graph_cost", "## onnxruntime cost per row of two graphs (bench/graph_cost.py)\n\n"
+                                           f"{report.machine(argv)}\n\n{say.text.strip()}\n")
     return 0
 
 

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench import report  # noqa: E402
 
 # (preset, the lecture's label, train, val)
 LECTURE = [
@@ -52,6 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="variants trained at the same time")
     parser.add_argument("--steps", type=int, help="shorter runs for a smoke test (decay at half)")
     parser.add_argument("--tolerance", type=float, default=0.02, help="allowed |val - lecture val|")
+    parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -60,30 +63,34 @@ def main(argv=None) -> int:
         results = {p: f.result() for p, f in futures.items()}
     total = time.perf_counter() - started
 
-    print(f"\n| variant | lecture train | ours train | diff | lecture val | ours val | diff | loop s | steps/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    say = report.Lines()
+    say(f"\n| variant | lecture train | ours train | diff | lecture val | ours val | diff | loop s | steps/s |")
+    say("|---|---|---|---|---|---|---|---|---|")
     misses = []
     for preset, label, train_ref, val_ref in LECTURE:
         r = results[preset]
         if abs(r["val_loss"] - val_ref) > args.tolerance:
             misses.append(preset)
         stats = f" ({r['member']['statistics']} stats)" if r["member"]["calibrated"] else ""
-        print(f"| {preset}: {label}{stats} | {train_ref:.4f} | {r['train_loss']:.4f} | {r['train_loss'] - train_ref:+.4f} "
-              f"| {val_ref:.4f} | {r['val_loss']:.4f} | {r['val_loss'] - val_ref:+.4f} "
-              f"| {r['seconds']:.1f} | {r['steps_per_second']:,.0f} |")
-    print(f"\n{len(LECTURE)} runs, {args.jobs} at a time, in {total:.0f} s wall")
+        say(f"| {preset}: {label}{stats} | {train_ref:.4f} | {r['train_loss']:.4f} | {r['train_loss'] - train_ref:+.4f} "
+            f"| {val_ref:.4f} | {r['val_loss']:.4f} | {r['val_loss'] - val_ref:+.4f} "
+            f"| {r['seconds']:.1f} | {r['steps_per_second']:,.0f} |")
+    say(f"\n{len(LECTURE)} runs, {args.jobs} at a time, in {total:.0f} s wall")
     for preset, *_ in LECTURE:
         r = results[preset]
         m = r["member"]
         extra = f"; calibrated val {m['calibrated']['val']:.4f}, running val {m['running']['val']:.4f}" \
             if m["calibrated"] else ""
         warnings = ", ".join(w["name"] for w in r["health"]["warnings"]) or "none"
-        print(f"{preset}: run {r['wall']:.0f} s wall, test {r['test_loss']:.4f}{extra}; health warnings: {warnings}")
+        say(f"- {preset}: run {r['wall']:.0f} s wall, test {r['test_loss']:.4f}{extra}; health warnings: {warnings}")
     if misses:
-        print(f"val loss off the lecture's by more than {args.tolerance}: {', '.join(misses)}")
-        return 1
-    print(f"every val loss within {args.tolerance} of the lecture's")
-    return 0
+        say(f"val loss off the lecture's by more than {args.tolerance}: {', '.join(misses)}")
+    else:
+        say(f"every val loss within {args.tolerance} of the lecture's")
+    if not (args.no_doc or args.steps):  # a shortened smoke run is not the lecture's table
+        report.write_section("lecture_table", "## The lecture's table, regenerated (bench/lecture_table.py)\n\n"
+                                              f"{report.machine(argv)}\n\n{say.text.strip()}\n")
+    return 1 if misses else 0
 
 
 if __name__ == "__main__":

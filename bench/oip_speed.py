@@ -18,10 +18,8 @@ The Markdown table goes to docs/benchmarks.md between this script's own markers.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -35,6 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_speed import ROOT, pin, rss_mb, start_server, wrk  # noqa: E402  (one HTTP harness for both)
 
+from bench import report  # noqa: E402  (serve_speed put the repository on the path)
+
 from artifact.layout import current_version, version_path  # noqa: E402
 from artifact.loader import load_version  # noqa: E402
 from artifact.manifest import MANIFEST_FILE, MODEL_FILE, Manifest  # noqa: E402
@@ -43,8 +43,6 @@ from artifact.registry import set_current  # noqa: E402
 CACHE = Path.home() / ".cache" / "namegen-bench"
 CONTEXTS = 16  # rows per infer request
 CONNECTIONS = 16
-DOCS = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- oip_speed:begin -->", "<!-- oip_speed:end -->"
 
 MLSERVER_RUNTIME = '''
 import numpy as np
@@ -181,26 +179,12 @@ def start_ours(registry: Path, name: str, work: Path, models: int) -> tuple[subp
 CONTEXTS_X: np.ndarray  # the one request body every server answers (set in main)
 
 
-def cpu_model() -> str:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def write_docs(table: str, command: str, load_avg: float) -> None:
-    section = (f"{BEGIN}\n## Open Inference Protocol and many models (bench/oip_speed.py)\n\n"
-               f"{datetime.date.today().isoformat()}, {cpu_model()}, {os.cpu_count()} cores (load average "
-               f"{load_avg:.1f} when the run began: the machine is shared); each server on core 0 "
-               f"with one worker (idle but for the one under load), `wrk -t1 -c{CONNECTIONS}` on core 1, each "
-               f"figure the best of its rounds, taken in turn. Command: `{command}`\n\n"
-               f"{table}\n{END}")
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\nEach script writes its own section.\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOCS.write_text(text)
+def write_docs(table: str, load_avg: float) -> None:
+    report.write_section("oip_speed", (
+        f"## Open Inference Protocol and many models (bench/oip_speed.py)\n\n"
+        f"Each server on core 0 with one worker (idle but for the one under load), `wrk -t1 -c{CONNECTIONS}` "
+        f"on core 1, each figure the best of its rounds, taken in turn; load average {load_avg:.1f} when the run "
+        f"began (the machine is shared). {report.machine()}\n\n{table}"))
 
 
 def main() -> None:
@@ -274,8 +258,7 @@ def main() -> None:
         f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows) + "\n"
     print(table)
     if not args.no_docs:
-        write_docs(table, " ".join(["python bench/oip_speed.py", *sys.argv[1:]]), load_avg)
-        print(f"written to {DOCS.relative_to(ROOT)}")
+        write_docs(table, load_avg)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench import report  # noqa: E402
 from training.model import ModelConfig, NameMLP  # noqa: E402
 from training.rundir import read_metrics  # noqa: E402
 
@@ -37,6 +38,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/quality-names-txt", help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue (or just report) the run in --out")
     parser.add_argument("--target", type=float, default=1.940, help="val loss the shipped single model must reach")
+    parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
 
     cmd = [sys.executable, "-m", "training", "train", "--out", args.out, "--no-progress"]
@@ -51,10 +53,11 @@ def main(argv=None) -> int:
     if (out / "teacher" / "metrics.json").is_file():
         rows = [(f"ours: teacher of {args.config}", out / "teacher"), (f"ours: its student", out)]
 
+    say = report.Lines()
     fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
-    print(f"\n| model | params | val | test |\n|---|---|---|---|")
+    say(f"\n| model | params | val | test |\n|---|---|---|---|")
     for what, n, val, test in REFERENCES:
-        print(f"| {what} | {n} | {fmt(val)} | {fmt(test)} |")
+        say(f"| {what} | {n} | {fmt(val)} | {fmt(test)} |")
     for what, run_dir in rows:
         metrics = read_metrics(run_dir)
         saved = json.loads((run_dir / "config.json").read_text())
@@ -62,18 +65,21 @@ def main(argv=None) -> int:
         params = NameMLP(ModelConfig(**saved["model"])).num_params() * len(members)
         kind = (f"mean logits of {len(members)} member(s), "
                 f"{'/'.join(sorted({m['statistics'] for m in members}))} statistics")
-        print(f"| {what} ({kind}) | {params:,} | {fmt(metrics['val_loss'])} | {fmt(metrics['test_loss'])} |")
+        say(f"| {what} ({kind}) | {params:,} | {fmt(metrics['val_loss'])} | {fmt(metrics['test_loss'])} |")
     for what, run_dir in rows:
         metrics = read_metrics(run_dir)
         for k, m in enumerate(metrics["members"]):
-            print(f"{what}: member {k} (seed {m['seed']}): train {m['train']:.4f}, val {m['val']:.4f}, "
-                  f"test {m['test']:.4f}")
-        print(f"{what}: train {metrics['train_loss']:.4f}; training loop {metrics.get('seconds', 0):.0f} s")
-    print(f"\nwall time {wall:.0f} s (this command{', resumed' if args.resume else ''})")
+            say(f"- {what}: member {k} (seed {m['seed']}): train {m['train']:.4f}, val {m['val']:.4f}, "
+                f"test {m['test']:.4f}")
+        say(f"- {what}: train {metrics['train_loss']:.4f}; training loop {metrics.get('seconds', 0):.0f} s")
+    say(f"\nwall time {wall:.0f} s (this command{', resumed' if args.resume else ''})")
     single = read_metrics(out)
     ok = len(single["members"]) == 1 and single["val_loss"] <= args.target
-    print(f"target: one foldable single model at val <= {args.target}: {'met' if ok else 'MISSED'} "
-          f"({single['val_loss']:.4f})")
+    say(f"target: one foldable single model at val <= {args.target}: {'met' if ok else 'MISSED'} "
+        f"({single['val_loss']:.4f})")
+    if not args.no_doc:
+        report.write_section("quality", "## The default recipe on the lecture's names.txt (bench/quality.py)\n\n"
+                                        f"{report.machine(argv)}\n\n{say.text.strip()}\n")
     return 0 if ok else 1
 
 

@@ -44,6 +44,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench import report  # noqa: E402
 
 
 class Clock:
@@ -320,8 +321,6 @@ def http(args, registry: Path, unit: float, runs: list[tuple[str, int, int]]) ->
 
 # ---- 5. the edge against the framework's floor ----------------------------------------------------
 
-SECTION = ("<!-- serve_speed:start -->", "<!-- serve_speed:end -->")
-LOAD_AT_START = os.getloadavg()[0]
 
 
 def edge(args, registry: Path) -> tuple[list, list] | list:
@@ -380,42 +379,24 @@ def edge(args, registry: Path) -> tuple[list, list] | list:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def cpu_model() -> str:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def write_section(path: Path, rates: list[tuple[str, float, float]], ratios: list[tuple[str, float, float]],
-                  baseline) -> None:
-    """This script's section of docs/benchmarks.md (between its markers; other scripts keep theirs)."""
-    command = "python bench/serve_speed.py " + " ".join(sys.argv[1:])
-    lines = [SECTION[0], "## The HTTP edge against the framework's floor (bench/serve_speed.py)", "",
-             f"{time.strftime('%Y-%m-%d', time.gmtime())}, {cpu_model()}, {os.cpu_count()} cores (load average "
-             f"{LOAD_AT_START:.1f} when the run began: the machine is shared); one worker on "
-             f"core 0, `wrk -t1 -c16` on core 1, best of the interleaved rounds (req/s the most, the server's "
-             f"CPU per request the least of them). Command: `{command}`"
-             + (f" (baseline: the checkout at `{baseline}`, run from the same venv)" if baseline else ""), "",
+def write_section(rates: list[tuple[str, float, float]], ratios: list[tuple[str, float, float]], baseline) -> None:
+    """This script's section of docs/benchmarks.md (other scripts keep theirs)."""
+    lines = ["## The HTTP edge against the framework's floor (bench/serve_speed.py)", "",
+             "One worker on core 0, `wrk -t1 -c16` on core 1, best of the interleaved rounds (req/s the most, the "
+             "server's CPU per request the least of them)"
+             + (f" (baseline: the checkout at `{baseline}`, run from the same venv)" if baseline else "")
+             + f". {report.machine()}", "",
              "| what | req/s | server CPU per request |", "|---|---|---|",
              *[f"| {label} | {rate:,.0f} | {cpu_us:,.1f} us |" for label, rate, cpu_us in rates], "",
              "| ratio | by req/s | by CPU per request |", "|---|---|---|",
-             *[f"| {label} | {value:.0%} | {by_cpu:.0%} |" for label, value, by_cpu in ratios],
-             SECTION[1]]
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\nEach script writes its own section.\n"
-    if SECTION[0] in text and SECTION[1] in text:
-        before, rest = text.split(SECTION[0], 1)
-        text = before + "\n".join(lines) + rest.split(SECTION[1], 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text, encoding="utf-8")
-    print(f"  written to {path.relative_to(ROOT)}")
+             *[f"| {label} | {value:.0%} | {by_cpu:.0%} |" for label, value, by_cpu in ratios]]
+    report.write_section("serve_speed", "\n".join(lines))
 
 
 def edge_and_docs(args, registry: Path) -> None:
     measured = edge(args, registry)
     if measured:
-        write_section(ROOT / "docs" / "benchmarks.md", *measured, args.baseline)
+        write_section(*measured, args.baseline)
 
 
 # ---- main ----------------------------------------------------------------------------------------

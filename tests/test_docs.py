@@ -50,3 +50,38 @@ def test_every_module_is_listed_in_the_docs(module):
 def test_every_service_setting_is_listed_in_the_interfaces_doc(field):
     variable = f"NAMEGEN_{field.upper()}"
     assert re.search(rf"\b{variable}\b", DOCS["interfaces.md"]), f"{variable} is not in docs/interfaces.md"
+
+
+def service_doc_defaults() -> dict[str, str]:
+    """NAMEGEN_X -> the default cell of docs/service.md's settings table (a row may name two settings)."""
+    found = {}
+    for line in DOCS["service.md"].splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) >= 2 and cells[0].startswith("`NAMEGEN_"):
+            names = re.findall(r"`(NAMEGEN_\w+)`", cells[0])
+            defaults = [d.strip().strip("`") for d in cells[1].split(",")] if len(names) > 1 else [cells[1].strip("`")]
+            found.update(zip(names, defaults))
+    return found
+
+
+def documented_default(value) -> str:
+    """How docs/service.md writes a code default: 5.0 as 5, None as none, '' as empty, a path as text."""
+    if value is None:
+        return "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value) if str(value) else "empty"
+
+
+@pytest.mark.parametrize("field", settings_fields())
+def test_every_setting_is_in_the_service_doc_with_the_codes_default(field):
+    from service.settings import Settings
+
+    variable = f"NAMEGEN_{field.upper()}"
+    table = service_doc_defaults()
+    assert variable in table, f"{variable} is not in docs/service.md's settings table"
+    default = Settings.model_fields[field].default
+    if field == "workers":  # computed at start: the machine's cores
+        assert table[variable] == "number of cores"
+    else:
+        assert table[variable] == documented_default(default), f"{variable}: docs say {table[variable]!r}"

@@ -29,13 +29,31 @@ def install(app: FastAPI) -> None:
         engine = app.state.model.engine
         key = engine.version if engine is not None else None
         if cache.get("key", ...) != key:
-            base = cache.get("base") or get_openapi(title=app.title, version=app.version,
-                                                    description=app.description, routes=app.routes)
+            base = cache.get("base") or our_422(get_openapi(title=app.title, version=app.version,
+                                                            description=app.description, routes=app.routes))
             cache["base"], cache["key"] = base, key
             cache["doc"] = with_limits(copy.deepcopy(base), app.state.settings, engine)
         return cache["doc"]
 
     app.openapi = openapi
+
+
+def our_422(doc: dict) -> dict:
+    """FastAPI documents a 422 of its own shape on every route with parameters; the service answers
+    every 422 with ErrorResponse (app.py's handler), so the document says that shape, described."""
+    components = doc.get("components", {}).get("schemas", {})
+    framework = "#/components/schemas/HTTPValidationError"
+    for path in doc["paths"].values():
+        for operation in path.values():
+            answer = operation.get("responses", {}).get("422", {})
+            schema = answer.get("content", {}).get("application/json", {}).get("schema", {})
+            if schema.get("$ref") == framework:
+                schema["$ref"] = "#/components/schemas/ErrorResponse"
+                answer["description"] = "invalid input; each item names the field and the reason"
+    if "ErrorResponse" in components:
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+    return doc
 
 
 def vocab_pattern(chars: str) -> str:

@@ -1,8 +1,8 @@
 """uvicorn's httptools protocol with the limits it lacks: slow clients and too many connections.
 
-uvicorn (0.54) closes a connection idle after a response (`timeout_keep_alive`), but never one that
-has not sent anything yet, nor one that sends its headers or body a byte at a time, and it has no
-bound on header size: 2,000 such connections stayed open indefinitely. Per connection, this class
+uvicorn closes a connection idle after a response (`timeout_keep_alive`), but never one that has
+not sent anything yet, nor one that sends its headers or body a byte at a time, and it has no bound
+on header size: such connections stay open indefinitely. Per connection, this class
 - closes it when it stays silent for NAMEGEN_KEEP_ALIVE seconds after connecting (as after a response);
 - gives a request NAMEGEN_HEADER_TIMEOUT seconds from its first byte to the end of its headers, and
   NAMEGEN_BODY_TIMEOUT seconds from there to the end of its body, else answers 408 and closes;

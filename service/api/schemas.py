@@ -97,12 +97,13 @@ class GenerateQuery(GenerateRequest):
 
 
 class ModelRef(BaseModel):
-    name: str
-    version: str
+    name: str = Field(description="the model that answered (the request's `model`, or the default model)")
+    version: str = Field(description="the published version that answered: pass it as `version` to get the "
+                                     "same names for the same seed later")
 
 
 class GeneratedName(BaseModel):
-    name: str
+    name: str = Field(description="the generated name, written as `case` asks")
     logprob: float = Field(description="natural log of the model's probability (temperature 1, no top_k) "
                                        "of the whole name: each character, prefix included, then the end; "
                                        "for a cut name the characters only")
@@ -116,16 +117,17 @@ class GeneratedName(BaseModel):
 
 
 class GenerateResponse(BaseModel):
-    model: ModelRef
-    seed: int
-    requested: int
+    model: ModelRef = Field(description="the model and version that generated the names")
+    seed: int = Field(description="the seed used (the request's, or the one drawn for it): send it back to "
+                                  "get the same names")
+    requested: int = Field(description="the count asked for; names may hold fewer when exhausted is true")
     exhausted: bool = Field(description="the constraints found fewer names than requested within their budget")
     attempts: int = Field(description="streams judged: the names returned and those refused")
     refused: dict[str, int] = Field(description="per constraint, the attempts it refused (one attempt may fail "
                                                 "several)")
     note: str | None = Field(description="when exhausted: the attempts made, which budget ran out and the "
                                          "constraint that refused most")
-    names: list[GeneratedName]
+    names: list[GeneratedName] = Field(description="the names, name i drawn from the random stream (seed, i)")
 
 
 class ScoreRequest(ModelChoice):
@@ -139,33 +141,34 @@ class ScoreRequest(ModelChoice):
 
 class CharScore(BaseModel):
     char: str = Field(description="the character, or '.' for the end of the name")
-    logprob: float
+    logprob: float = Field(description="natural log of the model's probability of this character after the "
+                                       "ones before it")
 
 
 class NameScore(BaseModel):
-    name: str
+    name: str = Field(description="the name as sent")
     logprob: float = Field(description="sum of per_char: log-probability of the name, end included")
     logprob_per_char: float = Field(description="logprob / (characters + 1)")
     percentile: float | None = Field(description="share (0-100) of the corpus names with a lower logprob_per_char; "
                                                  "null without typicality quantiles in the manifest")
-    in_corpus: bool
+    in_corpus: bool = Field(description="the name is in the model's training corpus")
     per_char: list[CharScore] | None = Field(None, description="each character, then '.'; absent when "
                                                                "the request set per_char to false")
 
 
 class ScoreResponse(BaseModel):
-    model: ModelRef
-    scores: list[NameScore]
+    model: ModelRef = Field(description="the model and version that scored the names")
+    scores: list[NameScore] = Field(description="one score per name, in the order sent")
 
 
 class ErrorItem(BaseModel):
     field: str | None = Field(description="the offending field (dotted for nested), or null")
-    message: str
-    loc: list[str | int] = []
+    message: str = Field(description="what is wrong with it, in words")
+    loc: list[str | int] = Field([], description="where: body or query, then the field (and index)")
 
 
 class ErrorResponse(BaseModel):
-    detail: list[ErrorItem]
+    detail: list[ErrorItem] = Field(description="every problem found, each naming its field")
 
 
 class ReloadState(BaseModel):
@@ -177,24 +180,24 @@ class ReloadState(BaseModel):
 
 
 class ModelStatus(BaseModel):
-    name: str
+    name: str = Field(description="the model's name in the registry (pass it as `model`)")
     default: bool = Field(description="requests without `model` run on it")
     version: str | None = Field(description="the version its CURRENT serves, or null while none is loaded")
     description: str | None = Field(description="the names it learned, in words (e.g. \"girls' names, 2017, "
                                                 "18,309 names\"), or null while none is loaded")
     state: str = Field(description="ready, loading, or a reason code as in ReloadState")
     loaded: list[str] = Field(description="versions loaded in this worker: the current one, then pinned ones")
-    reload: ReloadState
+    reload: ReloadState = Field(description="the last reload's refusal, if any")
 
 
 class ModelsResponse(BaseModel):
-    models: list[ModelStatus]
+    models: list[ModelStatus] = Field(description="every model of the registry")
 
 
 class ReadyResponse(BaseModel):
-    status: Literal["ready"]
-    model: ModelRef
-    reload: ReloadState
+    status: Literal["ready"] = Field(description="always ready here (not ready answers 503)")
+    model: ModelRef = Field(description="the default model and the version it serves")
+    reload: ReloadState = Field(description="the default model's last reload refusal, if any")
     models: list[ModelStatus] = Field(description="every model's state (the service is ready when the "
                                                   "default model is)")
 
@@ -202,10 +205,10 @@ class ReadyResponse(BaseModel):
 class NotReadyResponse(ErrorResponse):
     reason: str = Field(description="loading, no_model_published, or a refusal code as in ReloadState")
     version: str | None = Field(description="the version that was refused, if any")
-    models: list[ModelStatus] = []
+    models: list[ModelStatus] = Field([], description="every model's state")
 
 
 class ProtocolErrorResponse(BaseModel):
     """The Open Inference Protocol's error object."""
 
-    error: str
+    error: str = Field(description="what went wrong, in words")

@@ -33,7 +33,7 @@ STEP_NAMES = 2048  # names (or /score rows) stepped together at most: bounds one
 # stepping only every few passes lets more names share a step's fixed cost (its model call), at a
 # few microseconds of latency per step (docs/service.md has the measured effect).
 STEP_PASSES = 4
-SMALL_STEP = 64  # names a scalar lane holds at most (measured: scalar and numpy cost the same near 128 names)
+SMALL_STEP = 64  # names a scalar lane holds at most: below a hundred or so, plain Python beats numpy's per-call cost
 SMALL_ROUND = 8  # rounds of up to this many names are turned into strings one by one (cheaper than numpy)
 
 

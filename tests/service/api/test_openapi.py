@@ -52,3 +52,46 @@ def test_body_numbers_with_an_integral_value_are_integers(client):
     assert len(client.post("/generate", json={"count": 3.0, "seed": 7.0}).json()["names"]) == 3
     r = client.post("/generate", json={"count": 2.5})
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "count"
+
+
+USER_FIELDS = {"logprob", "logprob_per_char", "percentile", "novel", "cut", "exhausted", "attempts", "refused",
+               "note", "model", "version", "seed", "requested"}
+
+
+def undescribed_response_fields(doc) -> tuple[set[str], list[str]]:
+    """Every property of every schema a response of the API document reaches (through $ref, arrays and
+    unions), and those among them without a description."""
+    components = doc["components"]["schemas"]
+    seen, fields, missing = set(), set(), []
+
+    def walk(schema, where):
+        if "$ref" in schema:
+            name = schema["$ref"].rsplit("/", 1)[-1]
+            if name not in seen:
+                seen.add(name)
+                walk(components[name], name)
+        for key in ("items", "additionalProperties"):
+            if isinstance(schema.get(key), dict):
+                walk(schema[key], where)
+        for key in ("anyOf", "oneOf", "allOf"):
+            for part in schema.get(key, []):
+                walk(part, where)
+        for field, sub in schema.get("properties", {}).items():
+            fields.add(field)
+            if not sub.get("description"):
+                missing.append(f"{where}.{field}")
+            walk(sub, where)
+
+    for path in doc["paths"].values():
+        for operation in path.values():
+            for response in operation.get("responses", {}).values():
+                for content in response.get("content", {}).values():
+                    walk(content.get("schema", {}), "response")
+    return fields, missing
+
+
+def test_every_response_field_is_described_in_the_api_document(trained_registry, settings_for):
+    doc, _, _ = doc_for(settings_for(trained_registry))
+    fields, missing = undescribed_response_fields(doc)
+    assert USER_FIELDS <= fields, f"not reached from any response: {USER_FIELDS - fields}"
+    assert missing == [], f"response fields without a description: {missing}"
