@@ -147,8 +147,9 @@ class Reloader:
             return self._refuse(version, version, e)
         state.engine = engine  # the swap: one reference assignment
         if first:  # nothing was served: be ready now, warm the cache in the background
-            self.warming = threading.Thread(target=engine.warm, name="namegen-warm")
-            self.warming.start()
+            warming = threading.Thread(target=engine.warm, name="namegen-warm")
+            warming.start()
+            self.warming = warming  # only once started: close() may join it from another thread
         state.clear_refusal()
         self.metrics.reloads.labels(self.name, "ok").inc()
         self.metrics.serving(engine.name, engine.version, self.default)

@@ -195,8 +195,8 @@ def test_ctrl_c_stops_members_training_in_parallel_with_checkpoints_and_resume_f
     root = Path(__file__).resolve().parents[2]
     out = tmp_path / "run"
     # Big batches, so each member needs seconds and the signal lands mid-run even on a quiet machine.
-    argv = ["--data", str(names_file), "--out", str(out), "--steps", "3000", "--batch-size", "2048", "--n-embd", "4",
-            "--n-hidden", "64", "--checkpoint-interval", "3000", "--members", "2", "--parallel", "2", "--no-progress"]
+    argv = ["--data", str(names_file), "--out", str(out), "--steps", "10000", "--batch-size", "2048", "--n-embd", "4",
+            "--n-hidden", "64", "--checkpoint-interval", "10000", "--members", "2", "--parallel", "2", "--no-progress"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(root)}
     proc = subprocess.Popen([sys.executable, "-m", "training", "train", *argv], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -206,7 +206,7 @@ def test_ctrl_c_stops_members_training_in_parallel_with_checkpoints_and_resume_f
             started += "initial loss" in line
             if started == 2:
                 break
-        time.sleep(1.0)
+        time.sleep(0.3)
         proc.send_signal(signal.SIGINT)  # the parent alone, as a terminal's Ctrl-C now reaches it
         _, err = proc.communicate(timeout=120)
     finally:
@@ -214,12 +214,12 @@ def test_ctrl_c_stops_members_training_in_parallel_with_checkpoints_and_resume_f
     assert proc.returncode == 130, err
     assert "interrupted at step" in err and "--resume" in err and "Traceback" not in err
     steps = [torch.load(out / f"member-{k}" / "checkpoint.pt", weights_only=True)["step"] for k in range(2)]
-    assert all(0 < s < 3000 for s in steps), steps
+    assert all(0 < s < 10000 for s in steps), steps
     done = subprocess.run([sys.executable, "-m", "training", "train", "--out", str(out), "--resume", "--no-progress"],
                           cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert [m["seed"] for m in metrics["members"]] == [2147483647, 2147483648] and metrics["steps"] == 3000
+    assert [m["seed"] for m in metrics["members"]] == [2147483647, 2147483648] and metrics["steps"] == 10000
 
 
 def test_every_setting_carries_its_help_in_its_field_and_the_cli_shows_it(capsys):
