@@ -54,6 +54,10 @@ class Metrics:
         self.shared = shared_dir()
         if self.shared:
             forget_dead_workers(self.shared)
+            # Each kind of value has its own shared file, opened at its first write: write each once
+            # now, so a worker holds the same files all its life (none appears under load).
+            for gauge in (self.in_flight, self.pinned, self.model_rows):
+                gauge.set(0)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         if method not in METHODS:  # a client must not mint label values (each is a series kept forever)

@@ -93,7 +93,8 @@ def test_server_sheds_slow_connections_and_keeps_serving(trained_registry, start
     start = time.monotonic()
     closed = [read_all(sock)[1] for sock in slow]
     assert max(closed) - start < 3  # every one dropped by the 1.5 s header timeout
-    wait_until(lambda: open_fds(pid) <= before, timeout=5)
+    # (a little slack: a log or metrics file a worker opens once in its life is no leak; 200 would be)
+    wait_until(lambda: open_fds(pid) <= before + 2, timeout=5)
     assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
     for sock in slow:
         sock.close()
