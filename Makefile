@@ -46,11 +46,13 @@ define give_tokens_to_api
 	@if [ "$$(id -u)" = 0 ]; then chown 10001:10001 $(TOKENS_FILE); \
 	 else echo "(not root: make $(TOKENS_FILE) readable by uid 10001, the api's user)" >&2; fi
 endef
-token: $(VENV)/.serve-installed
+token:
+	@$(MAKE) --no-print-directory -s $(VENV)/.serve-installed >&2  # stdout carries the token alone
 	@$(PY) -m service.tokens add $(NAME) --scopes $(SCOPES) --file $(TOKENS_FILE) $(if $(RATE),--rate $(RATE)) $(if $(BURST),--burst $(BURST))
 	$(give_tokens_to_api)
 
-token-revoke: $(VENV)/.serve-installed
+token-revoke:
+	@$(MAKE) --no-print-directory -s $(VENV)/.serve-installed >&2
 	@$(PY) -m service.tokens revoke $(NAME) --file $(TOKENS_FILE)
 	$(give_tokens_to_api)
 
