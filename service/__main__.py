@@ -7,7 +7,7 @@ import sys
 import uvicorn
 
 from service.api.auth import limits_wanted, startup_problem
-from service.api.limits import create_table
+from service.api.limits import TableError, create_table, shared_table
 from service.logs import get_logger, setup_logging
 from service.ops import metrics_dir
 from service.settings import SettingsError, get_settings, unknown_variables
@@ -20,6 +20,11 @@ def main() -> None:
         print(f"namegen: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     problem = startup_problem(settings)
+    if problem is None and limits_wanted(settings) and settings.rate_table is not None:
+        try:
+            shared_table(settings.rate_table)  # the replicas of a host that name one file share its buckets
+        except TableError as e:
+            problem = f"NAMEGEN_RATE_TABLE: {e}"
     if problem:
         print(f"namegen: {problem}", file=sys.stderr)
         raise SystemExit(2)

@@ -60,8 +60,9 @@ class Settings(BaseSettings):
     rate: float = Field(0.0, ge=0, description="names per second per client (its token, else its address); "
                                                "0 = no limit; a token may set its own")
     burst: int = Field(0, ge=0, description="names a client may take at once; 0 = the largest request")
-    rate_table: Path | None = Field(None, description="the rate table shared by the workers: set by "
-                                                      "`python -m service` itself")
+    rate_table: Path | None = Field(None, description="a rate table file every server naming it shares "
+                                                      "(the replicas of one host), made if missing; unset, "
+                                                      "`python -m service` makes one for its own workers")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "info"
 

@@ -5,6 +5,8 @@ names at most, refilled at `rate` names per second; a request takes what it cost
 generate takes 1000) or is refused with 429. The buckets live in a fixed table in a shared file
 (`python -m service` creates it before its workers start and names it in NAMEGEN_RATE_TABLE), so a
 client gets one rate whichever worker its connections land on; a lone app makes a private table.
+Servers given one file (NAMEGEN_RATE_TABLE, on a memory filesystem every replica of a host mounts)
+share it the same way: flock and CLOCK_MONOTONIC are the kernel's, so one host's containers agree.
 One lock (flock on the file) guards the table: a take is a few microseconds under it.
 
 The table is open addressing over PROBE slots from the key's hash. A slot whose bucket has
@@ -56,6 +58,34 @@ def create_table(directory: str | None = None) -> Path:
     os.ftruncate(fd, SIZE)
     os.close(fd)
     return Path(path)
+
+
+class TableError(ValueError):
+    """A rate table file that cannot be shared; the message is one line naming the file."""
+
+
+def shared_table(path: Path) -> Path:
+    """The table at `path`, made if missing, for every server that names it. Servers starting at once
+    each build a full-size file beside it and link it to the name (link, unlike rename, never
+    replaces): the first wins, the others use its file, and none ever maps a short one."""
+    try:
+        if not path.exists():
+            made = create_table(str(path.parent))
+            try:
+                os.link(made, path)
+            except FileExistsError:
+                pass
+            finally:
+                made.unlink()
+        fd = os.open(path, os.O_RDWR)  # what every worker will do: fail here, in one line, not in each
+        size = os.fstat(fd).st_size
+        os.close(fd)
+    except OSError as e:
+        raise TableError(f"{path}: {e.strerror}") from None
+    if size != SIZE:
+        raise TableError(f"{path} is {size} bytes, not a rate table of this version ({SIZE} bytes): "
+                         "remove it while no server uses it, or name another file")
+    return path
 
 
 class Limiter:

@@ -4,6 +4,7 @@ Each test records its figures with `figure(case, value)`; they are printed at th
 $RELIABILITY_RESULTS (JSON) when that is set: docs/reliability.md quotes the last run."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -51,9 +52,10 @@ def registry(tmp_path) -> Path:
 def start_server(tmp_path):
     """start_server(registry, **settings) -> Server; every server is stopped by PID at teardown."""
     servers: list[Server] = []
+    numbers = itertools.count()  # each its own log, also when several start at once from threads
 
     def start(registry: Path, **env) -> Server:
-        server = Server(registry, tmp_path / f"server{len(servers)}.log", **env)
+        server = Server(registry, tmp_path / f"server{next(numbers)}.log", **env)
         servers.append(server)
         return server
 

@@ -1,8 +1,10 @@
 """Access against real servers: requests without a token, with a wrong one, with one lacking the
 scope; the token file swapped under load (no valid token refused); a client at twice its rate
-beside one at half of its own, through one worker and two (the rate table shared by the workers)."""
+beside one at half of its own, through one worker, two (the rate table shared by the workers), and
+two servers started at once on one table file (what the replicas of one host do)."""
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -87,11 +89,11 @@ def test_a_token_file_swapped_under_load_never_refuses_a_valid_token(registry, s
            f"and each replaced one refused (401) {CHECK_EVERY + 0.5:g} s after its swap")
 
 
-def paced(url: str, token: str, count: int, per_second: float, seconds: float, out: list) -> None:
+def paced(urls: list[str], token: str, count: int, per_second: float, seconds: float, out: list) -> None:
     """Send /generate?count=count at per_second requests a second for `seconds`, each at its time
-    from a pool of threads (a slow answer does not delay the next request) and on a new connection
-    (so two workers share them); record (status, headers, body) per request."""
-    def send() -> None:
+    from a pool of threads (a slow answer does not delay the next request), on a new connection (so
+    two workers share them) and to the servers in turn; record (status, headers, body) per request."""
+    def send(url: str) -> None:
         r = httpx.get(f"{url}/generate?count={count}", headers=bearer(token), timeout=30)
         out.append((r.status_code, r.headers, r.json()))
 
@@ -100,20 +102,26 @@ def paced(url: str, token: str, count: int, per_second: float, seconds: float, o
         n = 0
         while (due := start + n / per_second) < start + seconds:
             time.sleep(max(0.0, due - time.monotonic()))
-            pool.submit(send)
+            pool.submit(send, urls[n % len(urls)])
             n += 1
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers,servers", [(1, 1), (2, 1), (1, 2)])
 def test_a_client_over_its_rate_is_refused_the_excess_and_one_under_it_nothing(registry, start_server, tmp_path,
-                                                                                figure, workers):
+                                                                                figure, workers, servers):
     # Rates low enough that a loaded machine still sends at 2x: the test counts names, it does not time.
     rate, burst, seconds = 20, 20, 6.0
     made = token_file(tmp_path / "tokens.json", over=("generate", rate, burst), under=("generate", rate, burst))
-    server = start_server(registry, tokens_file=tmp_path / "tokens.json", workers=workers)
+    # Several servers: started at once on one table file that none has made yet, as replicas start.
+    shared = {"rate_table": tmp_path / "rates" / "table"} if servers > 1 else {}
+    (tmp_path / "rates").mkdir()
+    with ThreadPoolExecutor(servers) as pool:
+        started = list(pool.map(lambda _: start_server(registry, tokens_file=tmp_path / "tokens.json",
+                                                       workers=workers, **shared), range(servers)))
+    urls = [server.url for server in started]
     over, under = [], []
-    threads = [threading.Thread(target=paced, args=(server.url, made["over"], 4, 2 * rate / 4, seconds, over)),
-               threading.Thread(target=paced, args=(server.url, made["under"], 2, 0.5 * rate / 2, seconds, under))]
+    threads = [threading.Thread(target=paced, args=(urls, made["over"], 4, 2 * rate / 4, seconds, over)),
+               threading.Thread(target=paced, args=(urls, made["under"], 2, 0.5 * rate / 2, seconds, under))]
     start = time.monotonic()
     for t in threads:
         t.start()
@@ -134,10 +142,13 @@ def test_a_client_over_its_rate_is_refused_the_excess_and_one_under_it_nothing(r
     assert int(headers["retry-after"]) >= 1
     assert headers["ratelimit-policy"] == f'"names";q={burst};w={burst // rate or 1}'
     assert headers["ratelimit"].startswith('"names";r=')
-    pids = {x["pid"] for x in server.logs() if x.get("msg") == "request" and x.get("token") == "over"
-            and x.get("status") == 200}
-    assert len(pids) == workers  # with two workers, both served the client over its rate
-    figure(f"a client at 2x its rate beside one at 0.5x, {workers} worker(s)",
+    pids = {x["pid"] for server in started for x in server.logs() if x.get("msg") == "request"
+            and x.get("token") == "over" and x.get("status") == 200}
+    assert len(pids) == workers * servers  # every worker of every server served the client over its rate
+    if servers > 1:
+        assert os.listdir(tmp_path / "rates") == ["table"]  # one table made, nothing left beside it
+    where = f"{servers} servers on one table file" if servers > 1 else f"{workers} worker(s)"
+    figure(f"a client at 2x its rate beside one at 0.5x, {where}",
            f"rate {rate} names/s, burst {burst}, {elapsed:.1f} s: over asked {asked} names, served {served} "
            f"(bound burst + rate x time = {allowed:.0f}), {len(refused)} of {len(over)} requests 429; "
            f"under: {len(under)} requests, 0 refused")

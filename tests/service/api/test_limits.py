@@ -1,6 +1,10 @@
 """Rates per client in names: token buckets that refuse past the burst, refill at the rate, keep
-clients apart, are shared through one table file, and a 429 with Retry-After and RateLimit fields."""
+clients apart, are shared through one table file (made once, atomically, for every server naming
+it), and a 429 with Retry-After and RateLimit fields."""
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -67,6 +71,57 @@ def test_processes_on_one_table_share_each_clients_bucket(tmp_path):
     assert out.get(timeout=5) is False  # 70 + 40 > 100: the other process saw this one's take
     assert here.take("shared", 30) is None
     here.close()
+
+
+def test_a_shared_table_is_made_once_then_opened_with_its_buckets(tmp_path):
+    path = tmp_path / "table"
+    first = limits.Limiter(rate=0.001, burst=100, table=limits.shared_table(path))
+    assert first.take("shared", 70) is None
+    second = limits.Limiter(rate=0.001, burst=100, table=limits.shared_table(path))  # another server, later
+    assert second.take("shared", 40) is not None and second.take("shared", 30) is None
+    assert os.listdir(tmp_path) == ["table"] and path.stat().st_size == limits.SIZE  # no file left beside it
+    first.close(), second.close()
+
+
+def test_a_server_that_loses_the_race_to_make_the_table_uses_the_winners(tmp_path, monkeypatch):
+    path = tmp_path / "table"
+    make = limits.create_table
+
+    def another_server_links_first(directory):
+        mine = make(directory)
+        theirs = make(directory)
+        os.link(theirs, path)
+        theirs.unlink()
+        winner = limits.Limiter(rate=0.001, burst=100, table=path)
+        assert winner.take("shared", 70) is None
+        winner.close()
+        return mine
+
+    monkeypatch.setattr(limits, "create_table", another_server_links_first)
+    limiter = limits.Limiter(rate=0.001, burst=100, table=limits.shared_table(path))
+    assert limiter.take("shared", 40) is not None  # the winner's buckets, not a fresh table over them
+    assert os.listdir(tmp_path) == ["table"]
+    limiter.close()
+
+
+def test_a_table_of_another_size_or_in_no_directory_is_refused_naming_the_file(tmp_path):
+    short = tmp_path / "short"
+    short.write_bytes(b"\0" * 10)
+    with pytest.raises(limits.TableError, match=f"^{short} is 10 bytes, not a rate table of this version"):
+        limits.shared_table(short)
+    with pytest.raises(limits.TableError, match=f"^{tmp_path / 'no' / 'table'}: No such file or directory$"):
+        limits.shared_table(tmp_path / "no" / "table")
+
+
+def test_python_m_service_with_a_bad_rate_table_prints_one_line_and_exits_2(tmp_path):
+    table = tmp_path / "table"
+    table.write_bytes(b"\0" * 10)
+    env = {**os.environ, "NAMEGEN_RATE": "1", "NAMEGEN_RATE_TABLE": str(table)}
+    done = subprocess.run([sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"namegen: NAMEGEN_RATE_TABLE: {table} is 10 bytes, not a rate "
+                                                f"table of this version ({limits.SIZE} bytes): remove it while no "
+                                                "server uses it, or name another file"]
 
 
 @pytest.fixture
