@@ -112,7 +112,7 @@ k8s-tag:
 	sed -i -E 's#image: [^ ]*namegen-(api|trainer):[^ ]+#image: $(REGISTRY)/namegen-\1:$(TAG)#' deploy/k8s/*.yaml
 	grep -n 'image: ' deploy/k8s/*.yaml
 
-# Builds the images and runs the compose stack for real (root; ../shared beside the clone). See docs/deploy.md.
+# Builds the images and runs the compose stack for real (root; the base-image tool, docs/deploy.md). See docs/deploy.md.
 deploy-test:
 	.ci/deploy-test
 
