@@ -72,7 +72,7 @@ reliability: $(VENV)/.dev-installed
 default-model: $(VENV)/.dev-installed
 	$(PY) -m training train --config configs/default.toml --out runs/default --publish models --name names
 
-# Train and publish the family of models (configs/family.toml) into models/, each by the shipped recipe.
+# Train and publish the family of models (configs/family.toml) into models/, each by the recipe it names.
 # A model whose current version has its corpus and configuration is up to date (seconds, nothing
 # trained); a finished run is published as it is; an interrupted one continues (run it again).
 # ONLY="girls boys" limits it to those; FORCE_TRAIN=1 trains even what is up to date.

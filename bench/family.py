@@ -89,7 +89,7 @@ def teacher_losses(registry: Path, name: str, m: Manifest) -> dict | None:
 def figures(registry: Path, runs: Path, name: str, m: Manifest) -> tuple[str, dict, dict, dict]:
     """(what ships, student, teacher, one member) losses, each {train, val, test} or {}. When the teacher
     ships (its student fell short, or has not finished), the student's figures come from its run
-    directory if it is here."""
+    directory if it is here and was distilled from this teacher (same val: not a later run of another recipe)."""
     if m.teacher:
         t = teacher_losses(registry, name, m)
         return "student", m.metrics, t, t.get("member") or {}
@@ -97,11 +97,11 @@ def figures(registry: Path, runs: Path, name: str, m: Manifest) -> tuple[str, di
         return "single model", m.metrics, {}, {}
     run = runs / name
     student = {}
-    if (run / "metrics.json").is_file():
-        r = json.loads((run / "metrics.json").read_text())
+    r = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    if abs((r.get("teacher") or {}).get("val", float("nan")) - m.metrics["val"]) < 1e-6:
         student = {"train": r["train_loss"], "val": r["val_loss"], "test": r["test_loss"]}
     state = "its student fell short" if student else (
-        "its student unfinished" if (run / "checkpoint.pt").is_file() else "no student run here")
+        "its student unfinished" if not r and (run / "checkpoint.pt").is_file() else "no student run of it here")
     return f"teacher ({state})", student, m.metrics, (m.metrics.get("members") or [{}])[0]
 
 

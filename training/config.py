@@ -326,18 +326,27 @@ def data_config(data: dict) -> DataConfig:
 
 def read_family(path: str | Path) -> dict[str, RunConfig]:
     """A family config (configs/family.toml): `recipe`, a config file relative to it, and one table per
-    model of [data] settings -> {model name: its RunConfig}, in the file's order."""
+    model of [data] settings -> {model name: its RunConfig}, in the file's order. A table's own
+    `recipe` replaces the file's for that model (a corpus of another size may need another recipe)."""
     path = Path(path)
     tables = read_toml_doc(path)
-    recipe = tables.pop("recipe", None)
-    if not isinstance(recipe, str):
-        raise ConfigError(f"{path}: needs recipe = \"FILE.toml\" (the config every model is trained with)")
+    recipe = _recipe_file(tables, path)
     family = {}
     for name, table in tables.items():
         if not isinstance(table, dict) or not name or "/" in name or name.startswith("."):
             raise ConfigError(f"{path}: {name!r} is not a model table ([NAME] with data settings)")
+        own = _recipe_file(table, path, name, recipe)
         data = {k: check_value("data", k, v, f"{path} [{name}]") for k, v in table.items()}
-        family[name] = resolve(None, path.parent / recipe, {"data": data})
+        family[name] = resolve(None, path.parent / own, {"data": data})
     if not family:
         raise ConfigError(f"{path}: no model tables")
     return family
+
+
+def _recipe_file(table: dict, path: Path, name: str = "", default: str | None = None) -> str:
+    """Pop a family table's `recipe` (the file's when name is ""; a model's falls back to default)."""
+    recipe = table.pop("recipe", default)
+    if not isinstance(recipe, str):
+        where = f"{path} [{name}]" if name else str(path)
+        raise ConfigError(f"{where}: needs recipe = \"FILE.toml\" (the config the model is trained with)")
+    return recipe

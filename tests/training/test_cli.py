@@ -168,16 +168,36 @@ def test_every_config_file_in_the_repo_resolves():
         config.read_family(path) if path.name == "family.toml" else config.resolve(None, path)
 
 
-def test_the_family_is_the_shipped_recipe_on_four_selections_of_the_default_corpus():
+def test_the_family_trains_girls_and_the_1920s_by_the_family_recipe_and_the_others_by_the_shipped_one():
     configs = Path(__file__).resolve().parents[2] / "configs"
     family = config.read_family(configs / "family.toml")
     shipped = config.resolve(None, configs / "default.toml")
+    smaller = config.resolve(None, configs / "family-recipe.toml")
     assert list(family) == ["names", "girls", "boys", "1920s"]
-    assert {(c.preset, c.model, c.train, c.recipe) for c in family.values()} == {
-        (shipped.preset, shipped.model, shipped.train, shipped.recipe)}
+    recipe = {name: (c.preset, c.model, c.train, c.recipe) for name, c in family.items()}
+    assert recipe["names"] == recipe["boys"] == (shipped.preset, shipped.model, shipped.train, shipped.recipe)
+    assert recipe["girls"] == recipe["1920s"] == (smaller.preset, smaller.model, smaller.train, smaller.recipe)
+    assert recipe["girls"] != recipe["names"]
     assert family["names"].data == shipped.data  # the shipped model: up to date, never retrained by the family
     assert [(c.data.sex, c.data.year, c.data.last_year) for c in family.values()] == [
         ("both", 2017, None), ("F", 2017, None), ("M", 2017, None), ("both", 1920, 1929)]
+
+
+def test_a_family_model_table_may_name_its_own_recipe_and_a_recipe_is_required(tmp_path):
+    (tmp_path / "short.toml").write_text("[train]\nsteps = 50\n")
+    (tmp_path / "long.toml").write_text("[train]\nsteps = 70\n")
+    path = tmp_path / "family.toml"
+    path.write_text('recipe = "long.toml"\n[a]\nyear = 2017\n[b]\nrecipe = "short.toml"\nyear = 2017\n')
+    family = config.read_family(path)
+    assert {name: c.train.steps for name, c in family.items()} == {"a": 70, "b": 50}
+    assert family["b"].data.year == 2017
+
+    path.write_text('recipe = "long.toml"\n[a]\nyear = 2017\n[b]\nrecipe = 3\nyear = 2017\n')
+    with pytest.raises(config.ConfigError, match=r"family\.toml \[b\]: needs recipe"):
+        config.read_family(path)
+    path.write_text('[b]\nrecipe = "short.toml"\nyear = 2017\n')  # the file's recipe: every other model's
+    with pytest.raises(config.ConfigError, match=r"family\.toml: needs recipe"):
+        config.read_family(path)
 
 
 def test_the_lecture_a_config_file_spells_out_the_lecture_a_preset():
