@@ -15,7 +15,10 @@ on header size: such connections stay open indefinitely. Per connection, this cl
   NAMEGEN_MAX_CLIENT_CONNECTIONS in this worker, so slow connections from one source cannot fill the
   worker's cap for everyone else;
 - answers the requests httptools cannot parse (Content-Length with Transfer-Encoding, a bad chunk size,
-  an unknown method...) in the service's JSON error shape, where uvicorn writes plain text.
+  an unknown method...) in the service's JSON error shape, where uvicorn writes plain text;
+- writes a response's status line and headers together with its first body part (`OneWrite`): uvicorn
+  writes each to the socket on its own, and for a small answer that second send is a large share of
+  the worker's whole cost of the request.
 uvicorn loads it by name (`http="service.api.protocol:GuardedProtocol"`), also in each worker process,
 so the limits come from the environment's settings."""
 from __future__ import annotations
@@ -45,6 +48,44 @@ def canned(status: int, message: str) -> bytes:
     return b"".join([STATUS_LINE[status], b"content-type: application/json\r\n",
                      b"x-content-type-options: nosniff\r\n", retry,
                      b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n", body])
+
+
+class OneWrite:
+    """The transport as one response cycle sees it: the head (the first write once the response has
+    started) waits for the first body part and goes out with it in one send. A HEAD answer has no body
+    write, so its head goes out at once; a cycle that closes with its head held sends the head first."""
+
+    __slots__ = ("transport", "cycle", "head", "state")
+
+    def __init__(self, transport, cycle) -> None:
+        self.transport = transport
+        self.cycle = cycle
+        self.head: bytes | None = None
+        self.state = 0  # 0: head not written yet, 1: head held, 2: head written
+
+    def write(self, data: bytes) -> None:
+        if self.state == 1:
+            self.state = 2
+            data, self.head = self.head + data, None
+        elif self.state == 0 and self.cycle.response_started:  # (a 100 Continue is written before it)
+            self.state = 2
+            if self.cycle.scope["method"] != "HEAD":
+                self.state, self.head = 1, data
+                return
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.head is not None:
+            head, self.head, self.state = self.head, None, 2
+            if not self.transport.is_closing():
+                self.transport.write(head)
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str):
+        return getattr(self.transport, name)
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -130,6 +171,9 @@ class GuardedProtocol(HttpToolsProtocol):
             refusal = (503, f"busy: more than {self.max_connections} connections")
         self.app = functools.partial(self._refused, refusal) if refusal else self.serving_app
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:  # a new cycle (not an upgrade)
+            cycle.transport = OneWrite(self.transport, cycle)
 
     def on_message_complete(self) -> None:
         self._stop_timer()
