@@ -100,6 +100,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self.turned_away = False
         self.serving_app = self.app
         self.read_timer: TimerHandle | None = None
+        self.timer_phase: str | None = None  # what read_timer waits for: "headers" or "body"
+        self.phase: str | None = None  # what the request being read still lacks: "headers", "body" or None
         self.header_bytes: int | None = None  # while a request's headers are being read
 
     def connection_made(self, transport) -> None:
@@ -147,22 +149,29 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        """The read timers are armed here, after the parser has taken the chunk, and only for a request
+        it left incomplete: most requests arrive whole in one chunk and never need one."""
         if self.turned_away:
             return
         super().data_received(data)
-        if self.header_bytes is not None and not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self.header_bytes is not None:
             self.header_bytes += len(data)  # counted after parsing: a chunk may hold headers and body
             if self.header_bytes > MAX_HEADER_BYTES:
                 self._refuse(431, f"request headers larger than {MAX_HEADER_BYTES} bytes", "headers too large")
+                return
+        if self.phase is not None and self.phase != self.timer_phase:
+            self._start_timer(self.header_timeout if self.phase == "headers" else self.body_timeout, self.phase)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.header_bytes = 0
-        self._start_timer(self.header_timeout, "headers")
+        self.phase = "headers"  # the header timeout runs from this chunk: see data_received
 
     def on_headers_complete(self) -> None:
         self.header_bytes = None
-        self._start_timer(self.body_timeout, "body")
+        self.phase = "body"
         size = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
         refusal = None
         if size > MAX_HEADER_BYTES:
@@ -176,6 +185,7 @@ class GuardedProtocol(HttpToolsProtocol):
             cycle.transport = OneWrite(self.transport, cycle)
 
     def on_message_complete(self) -> None:
+        self.phase = None
         self._stop_timer()
         super().on_message_complete()
 
@@ -185,14 +195,17 @@ class GuardedProtocol(HttpToolsProtocol):
     def _start_timer(self, seconds: float, phase: str) -> None:
         self._stop_timer()
         self.read_timer = self.loop.call_later(seconds, self._timed_out, phase)
+        self.timer_phase = phase
 
     def _stop_timer(self) -> None:
         if self.read_timer is not None:
             self.read_timer.cancel()
             self.read_timer = None
+        self.timer_phase = None
 
     def _timed_out(self, phase: str) -> None:
         self.read_timer = None
+        self.timer_phase = None
         seconds = self.header_timeout if phase == "headers" else self.body_timeout
         self._refuse(408, f"request {phase} not received within {seconds:g} s", f"{phase} timeout")
 
@@ -200,7 +213,7 @@ class GuardedProtocol(HttpToolsProtocol):
         """Answer with `status` unless a response is already under way or sent, and close."""
         reading_body = self.header_bytes is None  # else this request's headers were still arriving
         self._stop_timer()
-        self.header_bytes = None
+        self.header_bytes = self.phase = None
         cycle = self.cycle  # while headers arrive: the previous request's, if any
         if reading_body and cycle is not None:
             if not cycle.response_started:  # the app waiting for this body hears a disconnect
