@@ -86,7 +86,7 @@ async def generate(request: Request) -> Response:
         gen = await run_job(request, job)
     except Abandoned:
         return Response(status_code=GONE)
-    s.metrics.names.labels(engine.name).inc(len(gen.names))
+    s.metrics.generated(engine.name, len(gen.names))
     return Response(answers.generated(engine, seed, gen), media_type="application/json")
 
 
