@@ -158,13 +158,15 @@ def fold(text: str, engine: Engine) -> str:
     """Text in the model's case: people type "Ma" to a lower-case model. Character by character, and
     only capitals that are the upper case of their lower case (the Kelvin sign folds to 'k' but is
     not 'K'), so each typed character stays one character and the schema's pattern says the same."""
-    if engine.vocab != engine.vocab.lower():
+    if not text or engine.vocab != engine.vocab.lower():
         return text
     return "".join(low if len(low := c.lower()) == 1 and low.upper() == c else c for c in text)
 
 
 def outside(typed: str, engine: Engine, folding: bool = True) -> str:
     """The characters of `typed` the model cannot write (after folding), each once, in the order typed."""
+    if not typed:
+        return ""
     stoi, folded = engine.stoi, fold(typed, engine) if folding else typed
     return "".join(dict.fromkeys(t for t, c in zip(typed, folded) if c not in stoi or c == "."))
 
