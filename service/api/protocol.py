@@ -100,6 +100,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.turned_away = False
         self.serving_app = self.app
         self.read_timer: TimerHandle | None = None
+        self.chunk = 0  # bytes of the chunk being parsed
         self.timer_phase: str | None = None  # what read_timer waits for: "headers" or "body"
         self.phase: str | None = None  # what the request being read still lacks: "headers", "body" or None
         self.header_bytes: int | None = None  # while a request's headers are being read
@@ -153,6 +154,7 @@ class GuardedProtocol(HttpToolsProtocol):
         it left incomplete: most requests arrive whole in one chunk and never need one."""
         if self.turned_away:
             return
+        self.chunk = len(data)
         super().data_received(data)
         if self.transport.is_closing():
             return
@@ -170,11 +172,12 @@ class GuardedProtocol(HttpToolsProtocol):
         self.phase = "headers"  # the header timeout runs from this chunk: see data_received
 
     def on_headers_complete(self) -> None:
+        read = (self.header_bytes or 0) + self.chunk  # at most: the headers are within what has arrived
         self.header_bytes = None
         self.phase = "body"
-        size = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
         refusal = None
-        if size > MAX_HEADER_BYTES:
+        if read > MAX_HEADER_BYTES and \
+                len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers) > MAX_HEADER_BYTES:
             refusal = (431, f"request headers larger than {MAX_HEADER_BYTES} bytes")
         elif len(self.connections) > self.max_connections:
             refusal = (503, f"busy: more than {self.max_connections} connections")

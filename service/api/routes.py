@@ -124,9 +124,13 @@ async def score(request: Request) -> Response:
     return StreamingResponse(answer(), media_type="application/json")
 
 
+ALIVE = Response(answers.ALIVE_BYTES, media_type="application/json")  # made once: probes come often (a
+# Response is sent without being changed, so one serves every probe)
+
+
 @router.get("/healthz", response_model=dict, summary="The process is alive")
 async def healthz() -> Response:
-    return Response(answers.ALIVE_BYTES, media_type="application/json")  # written once: probes come often
+    return ALIVE
 
 
 @router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": NotReadyResponse}},
