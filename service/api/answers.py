@@ -75,7 +75,8 @@ def generated(engine: Engine, seed: int, gen: Generation) -> str:
     note = gen.note()
     return (f'{{"model":{text.model},"seed":{seed},"requested":{gen.requested},'
             f'"exhausted":{JSON_BOOL[gen.exhausted]},"attempts":{gen.attempts},'
-            f'"refused":{json.dumps(gen.refused)},"note":{json.dumps(note)},"names":[{items}]}}')
+            f'"refused":{json.dumps(gen.refused) if gen.refused else "{}"},'
+            f'"note":{"null" if note is None else json.dumps(note)},"names":[{items}]}}')
 
 
 def percent(value: float) -> str:

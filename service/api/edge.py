@@ -191,8 +191,9 @@ class HotRoutes:
 
     async def answer(self, scope, receive, send, endpoint, route: APIRoute | None) -> None:
         """The endpoint's answer, or the app's exception handler's for what it raised (route: a FastAPI
-        route, whose plain results are serialized as FastAPI would)."""
-        request = Request(scope, receive, send)
+        route, whose plain results are serialized as FastAPI would). The Request is made only for an
+        endpoint that takes one, or for a handler."""
+        request = None
         started = False
 
         async def tracked(message):
@@ -202,6 +203,7 @@ class HotRoutes:
 
         try:
             if route is None or route.dependant.request_param_name:
+                request = Request(scope, receive, send)
                 result = await endpoint(request)
             else:
                 result = await endpoint()
@@ -213,7 +215,7 @@ class HotRoutes:
             handler = self.handler(exc)
             if handler is None:
                 raise
-            response = await handler(request, exc)
+            response = await handler(request or Request(scope, receive, send), exc)
             await response(scope, receive, send)
 
     def handler(self, exc: Exception):

@@ -60,7 +60,7 @@ async def run_job(request: Request, job: Job) -> Any:
         await asyncio.sleep(SHED_PAUSE)
         raise HTTPException(503, f"busy: this worker has {gate.load} names of work in flight "
                                  f"(budget {gate.budget})", headers={"Retry-After": "1"})
-    metrics.in_flight.set(gate.requests)
+    metrics.set_in_flight(gate.requests)
     scheduler: Scheduler = state.scheduler
     watcher = None
     try:
@@ -71,7 +71,7 @@ async def run_job(request: Request, job: Job) -> Any:
         if watcher is not None:
             watcher.cancel()
         gate.release(job.weight)
-        metrics.in_flight.set(gate.requests)
+        metrics.set_in_flight(gate.requests)
 
 
 async def _watch(request: Request, scheduler: Scheduler, job: Job) -> None:

@@ -237,7 +237,7 @@ async def _generate(request: Request, name: str, version: str | None) -> Respons
     gen = await run_job(request, GenerateJob(engine, p.count, seed, temperature=p.temperature, top_k=p.top_k,
                                              prefix=c.prefix, max_length=c.max_length, constraints=c.constraints,
                                              case=p.case))
-    request.app.state.metrics.names.labels(engine.name).inc(len(gen.names))
+    request.app.state.metrics.generated(engine.name, len(gen.names))
     return JSONResponse({"model_name": engine.name, "model_version": engine.version,
                          "text_output": "\n".join(gen.names), "seed": seed, "names": gen.names})
 

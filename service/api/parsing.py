@@ -38,7 +38,11 @@ def parse(model: type[M], where: str, *, json: bytes | None = None, query: dict 
 def query(request: Request) -> dict[str, str]:
     """The query parameters; a parameter given twice is an error (which value was meant?)."""
     # What Starlette's request.query_params parses, without building its multi-dict (a third of the cost).
-    items = parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    text = request.scope["query_string"].decode("latin-1")
+    if "%" in text or "+" in text:
+        items = parse_qsl(text, keep_blank_values=True)
+    else:  # nothing to unquote: parse_qsl's own split (empty parts skipped, a part without '=' is blank)
+        items = [(name, value) for name, _, value in (part.partition("=") for part in text.split("&") if part)]
     params = dict(items)
     if len(params) != len(items):
         seen: set[str] = set()
@@ -158,13 +162,15 @@ def fold(text: str, engine: Engine) -> str:
     """Text in the model's case: people type "Ma" to a lower-case model. Character by character, and
     only capitals that are the upper case of their lower case (the Kelvin sign folds to 'k' but is
     not 'K'), so each typed character stays one character and the schema's pattern says the same."""
-    if engine.vocab != engine.vocab.lower():
+    if not text or engine.vocab != engine.vocab.lower():
         return text
     return "".join(low if len(low := c.lower()) == 1 and low.upper() == c else c for c in text)
 
 
 def outside(typed: str, engine: Engine, folding: bool = True) -> str:
     """The characters of `typed` the model cannot write (after folding), each once, in the order typed."""
+    if not typed:
+        return ""
     stoi, folded = engine.stoi, fold(typed, engine) if folding else typed
     return "".join(dict.fromkeys(t for t, c in zip(typed, folded) if c not in stoi or c == "."))
 

@@ -15,7 +15,10 @@ on header size: such connections stay open indefinitely. Per connection, this cl
   NAMEGEN_MAX_CLIENT_CONNECTIONS in this worker, so slow connections from one source cannot fill the
   worker's cap for everyone else;
 - answers the requests httptools cannot parse (Content-Length with Transfer-Encoding, a bad chunk size,
-  an unknown method...) in the service's JSON error shape, where uvicorn writes plain text.
+  an unknown method...) in the service's JSON error shape, where uvicorn writes plain text;
+- writes a response's status line and headers together with its first body part (`OneWrite`): uvicorn
+  writes each to the socket on its own, and for a small answer that second send is a large share of
+  the worker's whole cost of the request.
 uvicorn loads it by name (`http="service.api.protocol:GuardedProtocol"`), also in each worker process,
 so the limits come from the environment's settings."""
 from __future__ import annotations
@@ -47,6 +50,44 @@ def canned(status: int, message: str) -> bytes:
                      b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n", body])
 
 
+class OneWrite:
+    """The transport as one response cycle sees it: the head (the first write once the response has
+    started) waits for the first body part and goes out with it in one send. A HEAD answer has no body
+    write, so its head goes out at once; a cycle that closes with its head held sends the head first."""
+
+    __slots__ = ("transport", "cycle", "head", "state")
+
+    def __init__(self, transport, cycle) -> None:
+        self.transport = transport
+        self.cycle = cycle
+        self.head: bytes | None = None
+        self.state = 0  # 0: head not written yet, 1: head held, 2: head written
+
+    def write(self, data: bytes) -> None:
+        if self.state == 1:
+            self.state = 2
+            data, self.head = self.head + data, None
+        elif self.state == 0 and self.cycle.response_started:  # (a 100 Continue is written before it)
+            self.state = 2
+            if self.cycle.scope["method"] != "HEAD":
+                self.state, self.head = 1, data
+                return
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.head is not None:
+            head, self.head, self.state = self.head, None, 2
+            if not self.transport.is_closing():
+                self.transport.write(head)
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str):
+        return getattr(self.transport, name)
+
+
 class GuardedProtocol(HttpToolsProtocol):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -59,6 +100,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self.turned_away = False
         self.serving_app = self.app
         self.read_timer: TimerHandle | None = None
+        self.chunk = 0  # bytes of the chunk being parsed
+        self.timer_phase: str | None = None  # what read_timer waits for: "headers" or "body"
+        self.phase: str | None = None  # what the request being read still lacks: "headers", "body" or None
         self.header_bytes: int | None = None  # while a request's headers are being read
 
     def connection_made(self, transport) -> None:
@@ -106,32 +150,45 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        """The read timers are armed here, after the parser has taken the chunk, and only for a request
+        it left incomplete: most requests arrive whole in one chunk and never need one."""
         if self.turned_away:
             return
+        self.chunk = len(data)
         super().data_received(data)
-        if self.header_bytes is not None and not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self.header_bytes is not None:
             self.header_bytes += len(data)  # counted after parsing: a chunk may hold headers and body
             if self.header_bytes > MAX_HEADER_BYTES:
                 self._refuse(431, f"request headers larger than {MAX_HEADER_BYTES} bytes", "headers too large")
+                return
+        if self.phase is not None and self.phase != self.timer_phase:
+            self._start_timer(self.header_timeout if self.phase == "headers" else self.body_timeout, self.phase)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.header_bytes = 0
-        self._start_timer(self.header_timeout, "headers")
+        self.phase = "headers"  # the header timeout runs from this chunk: see data_received
 
     def on_headers_complete(self) -> None:
+        read = (self.header_bytes or 0) + self.chunk  # at most: the headers are within what has arrived
         self.header_bytes = None
-        self._start_timer(self.body_timeout, "body")
-        size = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
+        self.phase = "body"
         refusal = None
-        if size > MAX_HEADER_BYTES:
+        if read > MAX_HEADER_BYTES and \
+                len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers) > MAX_HEADER_BYTES:
             refusal = (431, f"request headers larger than {MAX_HEADER_BYTES} bytes")
         elif len(self.connections) > self.max_connections:
             refusal = (503, f"busy: more than {self.max_connections} connections")
         self.app = functools.partial(self._refused, refusal) if refusal else self.serving_app
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:  # a new cycle (not an upgrade)
+            cycle.transport = OneWrite(self.transport, cycle)
 
     def on_message_complete(self) -> None:
+        self.phase = None
         self._stop_timer()
         super().on_message_complete()
 
@@ -141,14 +198,17 @@ class GuardedProtocol(HttpToolsProtocol):
     def _start_timer(self, seconds: float, phase: str) -> None:
         self._stop_timer()
         self.read_timer = self.loop.call_later(seconds, self._timed_out, phase)
+        self.timer_phase = phase
 
     def _stop_timer(self) -> None:
         if self.read_timer is not None:
             self.read_timer.cancel()
             self.read_timer = None
+        self.timer_phase = None
 
     def _timed_out(self, phase: str) -> None:
         self.read_timer = None
+        self.timer_phase = None
         seconds = self.header_timeout if phase == "headers" else self.body_timeout
         self._refuse(408, f"request {phase} not received within {seconds:g} s", f"{phase} timeout")
 
@@ -156,7 +216,7 @@ class GuardedProtocol(HttpToolsProtocol):
         """Answer with `status` unless a response is already under way or sent, and close."""
         reading_body = self.header_bytes is None  # else this request's headers were still arriving
         self._stop_timer()
-        self.header_bytes = None
+        self.header_bytes = self.phase = None
         cycle = self.cycle  # while headers arrive: the previous request's, if any
         if reading_body and cycle is not None:
             if not cycle.response_started:  # the app waiting for this body hears a disconnect

@@ -86,7 +86,7 @@ async def generate(request: Request) -> Response:
         gen = await run_job(request, job)
     except Abandoned:
         return Response(status_code=GONE)
-    s.metrics.names.labels(engine.name).inc(len(gen.names))
+    s.metrics.generated(engine.name, len(gen.names))
     return Response(answers.generated(engine, seed, gen), media_type="application/json")
 
 
@@ -124,9 +124,13 @@ async def score(request: Request) -> Response:
     return StreamingResponse(answer(), media_type="application/json")
 
 
+ALIVE = Response(answers.ALIVE_BYTES, media_type="application/json")  # made once: probes come often (a
+# Response is sent without being changed, so one serves every probe)
+
+
 @router.get("/healthz", response_model=dict, summary="The process is alive")
 async def healthz() -> Response:
-    return Response(answers.ALIVE_BYTES, media_type="application/json")  # written once: probes come often
+    return ALIVE
 
 
 @router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": NotReadyResponse}},

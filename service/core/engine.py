@@ -16,6 +16,8 @@ from service.core import sampler
 from service.core.model_runner import ModelRows
 from service.core.runtime import OnnxRuntime, Runtime
 
+FEW_NAMES = 8  # answers of up to this many names place them in plain Python (see Engine.typicality)
+
 
 class Engine:
     """One loaded model version: its vocabulary, its rows (cache + model call), and walking one name."""
@@ -27,6 +29,7 @@ class Engine:
         self.corpus: frozenset[str] = model.corpus_names
         entry = model.manifest.typicality
         self.quantiles: list[float] | None = entry["quantiles"] if entry else None  # older manifests: none
+        self.percents = typicality.percents(self.quantiles) if self.quantiles else None
         runtime = runtime if runtime is not None else OnnxRuntime(model)
         self.vocab: str = runtime.vocab
         self.block_size: int = int(runtime.block_size)
@@ -42,7 +45,14 @@ class Engine:
 
     def typicality(self, logprobs: list[float], chars: list[int]) -> tuple[list[float], list[float] | None]:
         """Each name's log-probability per character (`chars`: the characters its logprob counts) and
-        its percentile among the corpus names (None without quantiles in the manifest)."""
+        its percentile among the corpus names (None without quantiles in the manifest). A few names
+        in plain Python (the same floats as numpy's), more in numpy."""
+        if len(logprobs) <= FEW_NAMES:
+            per_char = [lp / max(c, 1) for lp, c in zip(logprobs, chars)]
+            if self.quantiles is None:
+                return per_char, None
+            q, at = self.quantiles, self.percents
+            return per_char, [typicality.percentile_one(x, q, at) for x in per_char]
         per_char = typicality.per_char(np.array(logprobs), np.array(chars))  # (names,)
         if self.quantiles is None:
             return per_char.tolist(), None

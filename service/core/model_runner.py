@@ -69,17 +69,23 @@ class DictCache:
                 slots[key] = row  # after the row is written, as below
                 self.size = row + 1
             return np.array([row], dtype=np.int64)
-        fresh = [i for i, k in enumerate(keys.tolist()) if k not in slots]
-        end = self.size + len(fresh)
+        listed = keys.tolist()
+        fresh = [i for i, k in enumerate(listed) if k not in slots]
+        start, end = self.size, self.size + len(fresh)
         if end > self.capacity:
             return None
+        if len(fresh) == len(listed):  # all new (the usual case): the same rows as below, copied as blocks
+            self.logp[start:end], self.cdf[start:end], self.keys[start:end] = logp, cdf, keys
+            slots.update(zip(listed, range(start, end)))  # after the rows are written, as below
+            self.size = end
+            return np.arange(start, end, dtype=np.int64)
         self.logp[self.size:end] = logp[fresh]
         self.cdf[self.size:end] = cdf[fresh]
         self.keys[self.size:end] = keys[fresh]
         for i, row in zip(fresh, range(self.size, end)):
             slots[int(keys[i])] = row  # after the row is written: a reader that finds it reads it whole
         self.size = end
-        return np.fromiter(map(slots.__getitem__, keys.tolist()), np.int64, len(keys))
+        return np.fromiter(map(slots.__getitem__, listed), np.int64, len(keys))
 
     def fresh(self) -> DictCache:
         """An empty cache of the same size holding this one's warm rows and the rows found again

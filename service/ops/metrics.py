@@ -1,11 +1,18 @@
 """Prometheus metrics, one registry per app (so several apps in one test process stay apart).
 A server started by `python -m service` runs prometheus-client's multiprocess mode
 (service/ops/metrics_dir.py): every worker writes its values to the run's directory and a scrape,
-whichever worker answers it, adds up all of them."""
+whichever worker answers it, adds up all of them.
+
+What every request records (its count and latency, the in-flight gauge, the names generated) is
+tallied in plain Python and written to the metric values once at the end of the event-loop pass
+that recorded it (`flush`): each write to a shared value takes a lock, checks the pid and packs
+into the mapped file, and under load one pass answers several requests. A scrape flushes first."""
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+from bisect import bisect_left
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client import multiprocess
@@ -51,6 +58,10 @@ class Metrics:
                                 multiprocess_mode="livesum")
         self._served: dict[str, str] = {}  # model -> the version its model_info series names
         self._children: dict[tuple[str, str, int], tuple] = {}
+        self._pending: dict[tuple[str, str, int], list] = {}  # key -> [count, seconds, per bucket]
+        self._pending_names: dict[str, int] = {}  # model -> names generated, not yet written
+        self._pending_in_flight: int | None = None
+        self._flush_due = False
         self.shared = shared_dir()
         if self.shared:
             forget_dead_workers(self.shared)
@@ -60,15 +71,60 @@ class Metrics:
                 gauge.set(0)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One request: counted, and its latency in the histogram (written at the end of the pass)."""
         if method not in METHODS:  # a client must not mint label values (each is a series kept forever)
             method = "other"
-        children = self._children.get((route, method, status))
-        if children is None:  # labels() takes a lock and builds a key each time: remember the pair
-            code = str(status)
-            children = self._children[(route, method, status)] = (
-                self.requests.labels(route, method, code), self.latency.labels(route, method, code))
-        children[0].inc()
-        children[1].observe(seconds)
+        key = (route, method, status)
+        tally = self._pending.get(key)
+        if tally is None:
+            tally = self._pending[key] = [0, 0.0, [0] * (len(LATENCY_BUCKETS) + 1)]
+            self._due()
+        tally[0] += 1
+        tally[1] += seconds
+        tally[2][bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bucket whose bound >= seconds
+
+    def generated(self, model: str, names: int) -> None:
+        """Names returned by /generate (or the protocol's generate) for a model."""
+        self._pending_names[model] = self._pending_names.get(model, 0) + names
+        self._due()
+
+    def set_in_flight(self, requests: int) -> None:
+        self._pending_in_flight = requests
+        self._due()
+
+    def _due(self) -> None:
+        if self._flush_due:
+            return
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:  # no event loop in this thread: write now
+            self.flush()
+            return
+        self._flush_due = True
+
+    def flush(self) -> None:
+        """Write what the requests since the last flush recorded to the metric values."""
+        self._flush_due = False
+        pending, self._pending = self._pending, {}
+        for key, (count, seconds, buckets) in pending.items():
+            children = self._children.get(key)
+            if children is None:  # labels() takes a lock and builds a key each time: remember the pair
+                route, method, status = key
+                children = self._children[key] = (self.requests.labels(route, method, str(status)),
+                                                  self.latency.labels(route, method, str(status)))
+            counter, histogram = children
+            counter.inc(count)
+            # Histogram.observe's own writes (the sum, one bucket per observation), one per bucket here.
+            histogram._sum.inc(seconds)
+            for value, n in zip(histogram._buckets, buckets):
+                if n:
+                    value.inc(n)
+        names, self._pending_names = self._pending_names, {}
+        for model, n in names.items():
+            self.names.labels(model).inc(n)
+        if self._pending_in_flight is not None:
+            self.in_flight.set(self._pending_in_flight)
+            self._pending_in_flight = None
 
     def known(self, model: str) -> None:
         """A model the registry holds: its series start at zero."""
@@ -91,6 +147,7 @@ class Metrics:
             self.ready.set(1)
 
     def render(self) -> bytes:
+        self.flush()
         if not self.shared:
             return generate_latest(self.registry)
         registry = CollectorRegistry()

@@ -44,6 +44,18 @@ def test_percentile_is_within_a_point_of_a_direct_count(artifact_dir):
     assert got[0] == 0 and got[-1] == 100
 
 
+def test_percentile_of_one_score_in_plain_python_is_numpys_float(artifact_dir):
+    q = load_version(artifact_dir).manifest.typicality["quantiles"]
+    rng = np.random.default_rng(0)
+    probe = [*q, *rng.uniform(q[0] - 1, q[-1] + 1, 20000).tolist(), *rng.normal(np.median(q), 0.3, 20000).tolist(),
+             -np.inf, np.inf, np.nextafter(q[0], -np.inf), np.nextafter(q[-1], np.inf)]
+    for points in (q, [-3.0, -2.0, -2.0, -2.0, -1.5, -1.0, -1.0]):  # a corpus with tied quantiles too
+        at = typicality.percents(points)
+        want = typicality.percentile(probe, points).tolist()
+        assert [typicality.percentile_one(x, points, at) for x in probe] == want
+    assert np.isnan(typicality.percentile_one(float("nan"), q, typicality.percents(q)))
+
+
 def test_cli_adds_quantiles_to_an_older_version_and_it_still_verifies(staged_models, tmp_path, capsys):
     root = tmp_path / "models"
     version = publish(staged_models[1], root, "names")

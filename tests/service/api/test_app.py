@@ -25,3 +25,11 @@ def test_post_with_a_json_content_type_is_served(client, content_type):
 
 def test_empty_post_needs_no_content_type(client):
     assert client.post("/generate").status_code == 200
+
+
+def test_a_started_app_runs_the_collectors_young_pass_less_often(client):
+    import gc
+
+    from service.api.app import YOUNG_GENERATION
+    assert client.get("/healthz").status_code == 200  # the lifespan has run
+    assert gc.get_threshold()[0] == YOUNG_GENERATION > 700

@@ -145,3 +145,96 @@ def test_server_sends_no_server_header_answers_head_and_wants_a_host(trained_reg
     status, headers, body = response(read_all(sock)[0])
     assert (status, headers["x-content-type-options"], body["detail"][0]["field"]) == (400, "nosniff", "host")
     assert "server" not in headers
+
+
+class Recorder:
+    """A transport that records what is written to it, one item per write."""
+
+    def __init__(self):
+        self.writes, self.closed = [], False
+
+    def write(self, data):
+        self.writes.append(bytes(data))
+
+    def is_closing(self):
+        return self.closed
+
+    def close(self):
+        self.closed = True
+
+
+def cycle_through_one_write(method, expect_100=False):
+    """uvicorn's own response cycle writing through OneWrite to a Recorder."""
+    import asyncio
+
+    from uvicorn.protocols.http.flow_control import FlowControl
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    from service.api.protocol import OneWrite
+
+    transport = Recorder()
+    cycle = RequestResponseCycle(scope={"method": method, "http_version": "1.1"}, transport=transport,
+                                 flow=FlowControl(transport), logger=None, access_logger=None, access_log=False,
+                                 default_headers=[], message_event=asyncio.Event(), expect_100_continue=expect_100,
+                                 keep_alive=True, on_response=lambda: None)
+    cycle.transport = OneWrite(transport, cycle)
+    return cycle, transport
+
+
+def test_a_response_head_goes_out_in_the_same_write_as_its_body():
+    import asyncio
+
+    async def run():
+        cycle, transport = cycle_through_one_write("GET")
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        assert transport.writes == []  # the head waits for the body
+        await cycle.send({"type": "http.response.body", "body": b"ok"})
+        assert len(transport.writes) == 1
+        assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and transport.writes[0].endswith(b"\r\n\r\nok")
+
+        cycle, transport = cycle_through_one_write("GET")  # a streamed answer: later parts go out as they come
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": []})
+        await cycle.send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await cycle.send({"type": "http.response.body", "body": b"b", "more_body": False})
+        assert len(transport.writes) == 2 and transport.writes[0].endswith(b"\r\n\r\n1\r\na\r\n")
+
+        cycle, transport = cycle_through_one_write("HEAD")  # no body is written: the head goes at once
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        assert len(transport.writes) == 1 and transport.writes[0].endswith(b"\r\n\r\n")
+
+        cycle, transport = cycle_through_one_write("POST", expect_100=True)  # 100 Continue is not held
+        cycle.more_body = False
+        cycle.message_event.set()
+        await cycle.receive()
+        assert transport.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+
+        cycle, transport = cycle_through_one_write("GET")  # closed before its body: the head is not lost
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        cycle.transport.close()
+        assert transport.closed and len(transport.writes) == 1 and transport.writes[0].endswith(b"\r\n\r\n")
+    asyncio.run(run())
+
+
+def test_pipelined_requests_and_expect_100_continue_are_answered_whole_and_in_order(trained_registry,
+                                                                                      start_server):
+    server = start_server(trained_registry, **LIMITS)
+    sock = connect(server.url)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nHEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                 b"GET /generate?count=2&seed=7 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data, _ = read_all(sock)
+    first, rest = data.split(b"\r\n\r\n", 1)
+    assert first.startswith(b"HTTP/1.1 200") and rest.startswith(b'{"status":"ok"}HTTP/1.1 200')
+    second, third = rest.removeprefix(b'{"status":"ok"}').split(b"\r\n\r\n", 1)
+    assert b"content-length: 15" in second.lower()  # the HEAD answer: its head alone
+    status, _, body = response(third)
+    assert status == 200 and body == httpx.get(f"{server.url}/generate?count=2&seed=7").json()
+
+    sock = connect(server.url)
+    body = b'{"count": 1, "seed": 3}'
+    sock.sendall(b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+                 b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
+    assert sock.recv(64) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    sock.sendall(body)
+    status, _, answer = response(read_all(sock)[0])
+    alone = httpx.post(f"{server.url}/generate", json={"count": 1, "seed": 3}).json()
+    assert status == 200 and answer["names"] == alone["names"]

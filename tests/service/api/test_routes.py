@@ -357,6 +357,18 @@ def test_generate_get_rejects_a_repeated_query_parameter(client):
     assert field_errors(r) == {("count", "given more than once")}
 
 
+@pytest.mark.parametrize("text", ["", "count=1", "count=2&seed=5&&", "a", "a=", "=b", "x=1=2", "k=v;z=1",
+                                  "prefix=m%C3%A9&suffix=a+b", "prefix=\xe9", "&&", "exclude=ann,bob"])
+def test_query_parameters_are_what_parse_qsl_gives(text):
+    from urllib.parse import parse_qsl
+
+    from service.api.parsing import query
+
+    class Asked:  # what query() reads of a request
+        scope = {"query_string": text.encode("latin-1")}
+    assert query(Asked()) == dict(parse_qsl(text, keep_blank_values=True))
+
+
 @pytest.mark.parametrize("body", [b'{"names": ["\xff\xfe"]}', b"[" * 5000 + b"]" * 5000, b'{"names": '])
 def test_score_rejects_bad_json_like_generate(client, body):
     for route in ("/score", "/generate"):

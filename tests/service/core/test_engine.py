@@ -192,3 +192,18 @@ def test_novel_only_is_bounded_and_reports_exhaustion(engine):
 def test_warm_fills_the_start_contexts(loaded_model):
     e = Engine(loaded_model, cache_rows=32768)  # 60% of it holds three whole levels
     assert e.warm() == sum(26 ** d for d in range(4))  # '...', '..a'-'..z', '.aa'-..., 'aaa'-...
+
+
+def test_typicality_of_a_few_names_is_the_same_as_among_many(engine):
+    """A small answer is placed in plain Python, a large one in numpy: the same floats either way."""
+    from service.core.engine import FEW_NAMES
+    gen = offline.generate(engine, 4 * FEW_NAMES, 11)
+    chars = [len(n) + (not c) for n, c in zip(gen.names, gen.cut)]
+    per_char, pct = engine.typicality(gen.logprobs, chars)
+    assert engine.quantiles is not None and len(per_char) > FEW_NAMES
+    for lo in range(0, len(per_char), 3):
+        few = engine.typicality(gen.logprobs[lo:lo + 3], chars[lo:lo + 3])
+        assert few == (per_char[lo:lo + 3], pct[lo:lo + 3])
+        assert all(type(x) is float for x in few[0] + few[1])
+    one, many = engine.typicality([-3.0], [0]), engine.typicality([-3.0] * (FEW_NAMES + 1), [0] * (FEW_NAMES + 1))
+    assert (one[0], one[1]) == (many[0][:1], many[1][:1])  # no characters counts as one

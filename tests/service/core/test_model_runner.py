@@ -26,6 +26,19 @@ def test_a_renewed_cache_keeps_the_warm_rows_and_the_rows_found_again():
     assert new.insert(np.array([99]), *rows_for([99])).tolist() == [4]
 
 
+def test_insert_gives_each_key_its_own_row_whether_all_or_some_keys_are_new():
+    cache = DictCache(8, 4)
+    stored = cache.insert(np.array([5, 6, 7]), *rows_for([5, 6, 7]))  # all new
+    assert stored.tolist() == [0, 1, 2] and stored.dtype == np.int64
+    stored = cache.insert(np.array([8, 6, 9]), *rows_for([8, 6, 9]))  # 6 is already there
+    assert stored.tolist() == [3, 1, 4] and cache.size == 5
+    for key in (5, 6, 7, 8, 9):
+        row = cache.slots[key]
+        assert (cache.logp[row].tolist(), cache.cdf[row].tolist(), int(cache.keys[row])) == \
+            (rows_for([key])[0][0].tolist(), rows_for([key])[1][0].tolist(), key)
+    assert cache.insert(np.array([1, 2, 3, 4]), *rows_for([1, 2, 3, 4])) is None and cache.size == 5  # no room
+
+
 def test_lookups_through_renewals_give_the_rows_the_model_gives(loaded_model):
     runtime = OnnxRuntime(loaded_model)
     small, none = ModelRows(runtime, cache_rows=64), ModelRows(runtime, cache_rows=0)
