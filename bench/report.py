@@ -13,7 +13,9 @@ HEAD = "# Benchmarks\n\nEach section is written by the script it names, between 
 
 
 def markers(name: str) -> tuple[str, str]:
-    return f"<!-- bench/{name}.py:begin -->", f"<!-- bench/{name}.py:end -->"
+    """bench/<name>.py's markers; a name with a slash is a script's own path (`.ci/deploy-test`)."""
+    script = name if "/" in name else f"bench/{name}.py"
+    return f"<!-- {script}:begin -->", f"<!-- {script}:end -->"
 
 
 def cpu_model() -> str:
@@ -32,17 +34,18 @@ def command(argv: list[str] | None = None) -> str:
     return " ".join(["python", f"bench/{Path(sys.argv[0]).name}", *args])
 
 
-def machine(argv: list[str] | None = None) -> str:
-    """One line: when, on what CPU and how many cores, at what load, by which command."""
+def machine(argv: list[str] | None = None, command_line: str | None = None) -> str:
+    """One line: when, on what CPU and how many cores, at what load, by which command (command_line, for
+    a script that is not run as `python bench/...`)."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     now = datetime.datetime.now(datetime.timezone.utc)
     return (f"Measured {now:%Y-%m-%d %H:%M} UTC on {cpu_model()}, {os.cpu_count()} cores "
-            f"(load average {load:.1f} at the end). Command: `{command(argv)}`")
+            f"(load average {load:.1f} at the end). Command: `{command_line or command(argv)}`")
 
 
 def write_section(name: str, markdown: str, path: Path = DOC) -> Path:
-    """Put `markdown` between bench/<name>.py's markers in path, replacing what was there; a script
-    without a section yet gets one at the end."""
+    """Put `markdown` between the markers of `name` (see markers) in path, replacing what was there; a
+    script without a section yet gets one at the end."""
     begin, end = markers(name)
     section = f"{begin}\n{markdown.strip()}\n{end}"
     text = path.read_text(encoding="utf-8") if path.exists() else HEAD
