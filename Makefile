@@ -65,6 +65,7 @@ chromium:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 # Hostile and heavy input, faults and slow clients against real servers (a few minutes; docs/reliability.md).
+# RELIABILITY_DOC=1 writes each case's figures and outcome into docs/benchmarks.md at the end.
 reliability: $(VENV)/.dev-installed
 	$(PY) -m pytest -q -m reliability tests/reliability
 

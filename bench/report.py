@@ -34,13 +34,13 @@ def command(argv: list[str] | None = None) -> str:
     return " ".join(["python", f"bench/{Path(sys.argv[0]).name}", *args])
 
 
-def machine(argv: list[str] | None = None, command_line: str | None = None) -> str:
-    """One line: when, on what CPU and how many cores, at what load, by which command (command_line, for
-    a script that is not run as `python bench/...`)."""
+def machine(argv: list[str] | None = None, cmd: str | None = None) -> str:
+    """One line: when, on what CPU and how many cores, at what load, by which command (`cmd` for a
+    section not written by a script of bench/ run from the command line)."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     now = datetime.datetime.now(datetime.timezone.utc)
     return (f"Measured {now:%Y-%m-%d %H:%M} UTC on {cpu_model()}, {os.cpu_count()} cores "
-            f"(load average {load:.1f} at the end). Command: `{command_line or command(argv)}`")
+            f"(load average {load:.1f} at the end). Command: `{cmd or command(argv)}`")
 
 
 def write_section(name: str, markdown: str, path: Path = DOC) -> Path:

@@ -1,19 +1,26 @@
 """The reliability suite (`make reliability`): real servers on 127.0.0.1 serving the shipped model,
 hostile and heavy input, faults. Every test here is marked `reliability` (left out of `make test`).
-Each test records its figures with `figure(case, value)`; they are printed at the end and written to
-$RELIABILITY_RESULTS (JSON) when that is set: docs/reliability.md quotes the last run."""
+Each test records its figures with `figure(case, value)`; they are printed at the end, written to
+$RELIABILITY_RESULTS (JSON) when that is set, and with RELIABILITY_DOC=1 written with each case's
+outcome into docs/benchmarks.md (bench/reliability.py), so no figure of the suite is typed by hand."""
 from __future__ import annotations
 
 import itertools
 import json
 import os
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
 
-from reliability_helpers import Server, copy_registry
+from reliability_helpers import ROOT, Server, copy_registry
+
+sys.path.insert(0, str(ROOT))
+from bench import reliability  # noqa: E402
 
 FIGURES: dict[str, object] = {}
+RUN = reliability.Run()
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
@@ -22,23 +29,31 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.reliability)
+            RUN.collected([item.nodeid])
 
 
-def pytest_terminal_summary(terminalreporter):
-    if not FIGURES:
-        return
-    terminalreporter.section("reliability figures")
-    for case, value in FIGURES.items():
-        terminalreporter.write_line(f"{case}: {value}")
-    path = os.environ.get("RELIABILITY_RESULTS")
-    if path:
-        Path(path).write_text(json.dumps(FIGURES, indent=1) + "\n")
+def pytest_runtest_logreport(report):
+    if report.nodeid in RUN.cases:
+        RUN.report(report.nodeid, report.when, report.outcome, report.duration)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if FIGURES:
+        terminalreporter.section("reliability figures")
+        for case, value in FIGURES.items():
+            terminalreporter.write_line(f"{case}: {value}")
+        path = os.environ.get("RELIABILITY_RESULTS")
+        if path:
+            Path(path).write_text(json.dumps(FIGURES, indent=1) + "\n")
+    if os.environ.get("RELIABILITY_DOC") == "1" and RUN.ran():
+        reliability.write(RUN, f"RELIABILITY_DOC=1 python -m pytest {shlex.join(config.invocation_params.args)}")
 
 
 @pytest.fixture
-def figure():
+def figure(request):
     def record(case: str, value) -> None:
         FIGURES[case] = value
+        RUN.figure(request.node.nodeid, case, value)
     return record
 
 

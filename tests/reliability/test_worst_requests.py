@@ -103,7 +103,7 @@ def test_worst_request_alone_and_max_in_flight_at_once_fit_the_pod(server, case,
     assert [r.status_code for r in responses] == [200] * MAX_IN_FLIGHT  # the budget admits them all: none shed
     assert cpu <= CPU_BOUND
     assert peak <= limit  # every slot of the gate taken by the worst request, measured
-    if case == SCORE:  # the product, as if nothing were shared (/generate's is reported: 254 of 268)
+    if case == SCORE:  # the product, as if nothing were shared (/generate's is reported, not asserted)
         assert base + MAX_IN_FLIGHT * alone <= limit
 
 
