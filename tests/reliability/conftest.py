@@ -19,8 +19,7 @@ from reliability_helpers import ROOT, Server, copy_registry
 sys.path.insert(0, str(ROOT))
 from bench import reliability  # noqa: E402
 
-FIGURES: dict[str, object] = {}
-RUN = reliability.Run()
+RUN = reliability.Run()  # every case's figures and outcome
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
@@ -38,13 +37,14 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    if FIGURES:
+    figures = {label: value for case in RUN.cases.values() for label, value in case["figures"].items()}
+    if figures:
         terminalreporter.section("reliability figures")
-        for case, value in FIGURES.items():
+        for case, value in figures.items():
             terminalreporter.write_line(f"{case}: {value}")
         path = os.environ.get("RELIABILITY_RESULTS")
         if path:
-            Path(path).write_text(json.dumps(FIGURES, indent=1) + "\n")
+            Path(path).write_text(json.dumps(figures, indent=1) + "\n")
     if os.environ.get("RELIABILITY_DOC") == "1" and RUN.ran():
         reliability.write(RUN, f"RELIABILITY_DOC=1 python -m pytest {shlex.join(config.invocation_params.args)}")
 
@@ -52,7 +52,6 @@ def pytest_terminal_summary(terminalreporter, config):
 @pytest.fixture
 def figure(request):
     def record(case: str, value) -> None:
-        FIGURES[case] = value
         RUN.figure(request.node.nodeid, case, value)
     return record
 
