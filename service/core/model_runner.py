@@ -22,7 +22,7 @@ WARM_CHUNK = 1024  # contexts per model call while warming the cache
 
 class DictCache:
     """At most `capacity` contexts, in a dictionary key -> row. When full it is replaced by a fresh
-    one that keeps the first `keep` rows (the warmed start contexts every name passes through) and
+    one that keeps the first `keep` rows (the warmed contexts, those names most likely pass through) and
     the rows that were found again since they were written: a context seen twice is likely to be
     seen again, so fewer rows are computed than when starting from the warm rows alone."""
 
@@ -230,28 +230,30 @@ class ModelRows:
         return logp[rows]
 
     def warm(self, max_rows: int | None = None) -> int:
-        """Fill the cache with the contexts every name starts from: '.'-padding followed by 0, 1, 2,
-        ... characters, as many whole levels as fit in max_rows (default 60% of the cache); these
-        rows survive when the cache is renewed. Returns the number of contexts computed."""
+        """Fill the cache with the contexts names most likely pass through: best first by the
+        model's own probability of reaching each one from the start (temperature 1), in rounds of
+        WARM_CHUNK contexts, up to max_rows (default: half the cache, what a renewal keeps); these
+        rows survive when the cache is renewed. A cache warmed this way answers more of the steps
+        of the names actually drawn than one holding the first characters' contexts alone, for the
+        same rows. Returns the number of contexts looked up."""
         if self.cache is None:
             return 0
-        budget = int(self.cache_rows * 0.6) if max_rows is None else max_rows
-        V, bs = self.vocab_size, self.block_size
-        levels, total = [], 0
-        for depth in range(bs + 1):
-            size = (V - 1) ** depth
-            if total + size > budget:
-                break
-            levels.append(depth)
-            total += size
-        keys = np.zeros(total, dtype=np.int64)
-        row = 1 if levels else 0  # depth 0: the all-padding context, key 0
-        for depth in levels[1:]:
-            tails = np.array(list(itertools.product(range(1, V), repeat=depth)), dtype=np.int64)
-            keys[row:row + len(tails)] = tails @ self.powers[bs - depth:]
-            row += len(tails)
-        for start in range(0, total, WARM_CHUNK):  # small pieces keep the temporaries (and RSS) small
-            self.lookup(keys[start:start + WARM_CHUNK])
+        budget = self.cache_rows // 2 if max_rows is None else min(max_rows, self.cache_rows)
+        V, tail = self.vocab_size, self.vocab_size ** (self.block_size - 1)
+        keys = np.zeros(1, dtype=np.int64)  # the frontier: contexts not looked up yet, from the all-padding one
+        reach = np.zeros(1)  # log-probability of reaching each
+        done = 0
+        while done < budget and len(keys):
+            take = min(WARM_CHUNK, budget - done, len(keys))
+            best = np.argpartition(-reach, take - 1)[:take] if take < len(keys) else np.arange(len(keys))
+            chosen, chosen_reach = keys[best], reach[best]
+            logp, _, rows = self.lookup(chosen)
+            done += take
+            rest = np.ones(len(keys), dtype=bool)
+            rest[best] = False
+            children = (chosen % tail * V)[:, None] + np.arange(1, V)  # (take, V-1): each next character but the end
+            keys = np.concatenate([keys[rest], children.reshape(-1)])
+            reach = np.concatenate([reach[rest], (chosen_reach[:, None] + logp[rows, 1:]).reshape(-1)])
         with self._lock:
             self.cache.keep = max(self.cache.keep, getattr(self.cache, "size", 0))
-        return total
+        return done

@@ -1,10 +1,11 @@
 """Iteration-level scheduling (continuous batching): every active name of every request in flight
-advances one character per step, together.
+advances at least one character per step, together.
 
 A step looks every active context up in the cache at once and makes at most one model call for
 all the misses (per model version being served), then draws one character per name from that
-name's own random stream. Requests join at the next step boundary and leave the moment their last
-name ends; a cancelled request's names leave at the next step. Because each name's randomness is
+name's own random stream (in the scalar lane a name draws on while its next context is cached,
+so its steps go to its misses). Requests join at the next step boundary and leave the moment
+their last name ends; a cancelled request's names leave at the next step. Because each name's randomness is
 a function of (seed, stream index, step) and each context's row is the same whatever batch
 computed it, no result depends on what else was in the batch.
 
@@ -346,14 +347,22 @@ class SmallLane:
             where = [t if t is not None else (flat_logp, flat_cdf, found[missing[w.key]] * V)
                      for t, w in zip(where, self.names)]
         uniform, draw_one, vocab = sampler.uniform, sampler.draw_one, self.engine.vocab
+        cache = rows.cache  # (the call may have renewed it)
         finished, keep = [], []
         for w, (flat_logp, flat_cdf, lo) in zip(self.names, where):
-            c = draw_one(flat_logp, flat_cdf, lo, V, uniform(w.stream, w.step), w.temperature, w.top_k)
-            w.logprob += flat_logp[lo + c]
-            w.step += 1
-            if c and w.step < w.steps:
+            while True:  # a name whose next context is cached draws on in this step: steps are spent on misses
+                c = draw_one(flat_logp, flat_cdf, lo, V, uniform(w.stream, w.step), w.temperature, w.top_k)
+                w.logprob += flat_logp[lo + c]
+                w.step += 1
+                if not c or w.step >= w.steps:
+                    break
                 w.chars.append(c)
                 w.key = w.key % tail * V + c
+                row = cache.row(w.key) if cache is not None else None
+                if row is None:
+                    break
+                flat_logp, flat_cdf, lo = cache.flat_logp, cache.flat_cdf, row * V
+            if c and w.step < w.steps:
                 keep.append(w)
                 continue
             if c:

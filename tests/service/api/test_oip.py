@@ -146,3 +146,20 @@ def test_the_generate_extension_answers_as_generate(server):
     assert r.json()["model_version"] == direct["model"]["version"]
     bad = httpx.post(f"{server.url}/v2/models/shipped/generate", json={"parameters": {"count": 0}})
     assert bad.status_code == 400 and "count" in bad.json()["error"]
+
+
+def test_logits_text_reads_back_as_the_same_float32_values():
+    """Every finite float32 (random bit patterns, the extremes, subnormals, signed zero) is written
+    as text that a JSON reader's double rounds back to the same float32."""
+    import json
+
+    from service.api.oip import float_text
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 2 ** 32, 200_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    info = np.finfo(np.float32)
+    values = np.concatenate([np.array([0.0, -0.0, info.max, -info.max, info.tiny, info.smallest_subnormal,
+                                       1e-45, 3.4028235e38], dtype=np.float32), values[np.isfinite(values)]])
+    pairs = values[:len(values) // 2 * 2].reshape(-1, 2)[:, ::-1]  # (n, 2), not contiguous
+    back = np.array(json.loads(f"[{float_text(pairs)}]"), dtype=np.float64).astype(np.float32)
+    expected = pairs.ravel()
+    assert back.view(np.uint32).tolist() == expected.view(np.uint32).tolist()

@@ -189,11 +189,6 @@ def test_novel_only_is_bounded_and_reports_exhaustion(engine):
         assert gen.names == [greedy] * 5
 
 
-def test_warm_fills_the_start_contexts(loaded_model):
-    e = Engine(loaded_model, cache_rows=32768)  # 60% of it holds three whole levels
-    assert e.warm() == sum(26 ** d for d in range(4))  # '...', '..a'-'..z', '.aa'-..., 'aaa'-...
-
-
 def test_typicality_of_a_few_names_is_the_same_as_among_many(engine):
     """A small answer is placed in plain Python, a large one in numpy: the same floats either way."""
     from service.core.engine import FEW_NAMES

@@ -1,6 +1,10 @@
-"""The context cache: exact rows, and what a full dictionary cache keeps when it starts afresh."""
+"""The context cache: exact rows, what a full dictionary cache keeps when it starts afresh, and
+what warming puts in it."""
+import heapq
+
 import numpy as np
 
+from service.core import model_runner
 from service.core.model_runner import DictCache, ModelRows
 from service.core.runtime import OnnxRuntime
 
@@ -50,3 +54,34 @@ def test_lookups_through_renewals_give_the_rows_the_model_gives(loaded_model):
         ref_logp, ref_cdf, ref_rows = none.lookup(keys)
         assert np.array_equal(logp[rows], ref_logp[ref_rows])
         assert np.array_equal(cdf[rows], ref_cdf[ref_rows])
+
+
+def test_warm_caches_the_contexts_of_the_most_probable_prefixes(loaded_model, monkeypatch):
+    """One context per round is plain best-first: the contexts of the prefixes a name most likely
+    begins with, checked against a heap over the prefixes themselves."""
+    monkeypatch.setattr(model_runner, "WARM_CHUNK", 1)
+    rows, plain = ModelRows(OnnxRuntime(loaded_model), cache_rows=4096), ModelRows(OnnxRuntime(loaded_model), 0)
+    V, bs = rows.vocab_size, rows.block_size
+    assert rows.warm(120) == 120
+
+    def context(prefix):
+        return ([0] * bs + list(prefix))[-bs:]
+
+    heap, picked = [(0.0, ())], []  # (-log P(a name begins with the prefix), prefix)
+    while len(picked) < 120:
+        neg, prefix = heapq.heappop(heap)
+        picked.append(prefix)
+        row = plain.logp_rows(np.array([context(prefix)]))[0]
+        for c in range(1, V):  # every character but the end continues the name
+            heapq.heappush(heap, (neg - row[c], prefix + (c,)))
+    assert set(rows.cache.slots) == {int(np.array(context(p)) @ rows.powers) for p in picked}
+    assert rows.cache.keep == rows.cache.size
+
+
+def test_warm_fills_the_half_of_the_cache_a_renewal_keeps(loaded_model):
+    rows = ModelRows(OnnxRuntime(loaded_model), cache_rows=2000)
+    assert rows.warm() == 1000
+    warmed = set(rows.cache.slots)
+    assert rows.cache.keep == rows.cache.size == len(warmed)
+    renewed = rows.cache.fresh()
+    assert set(renewed.slots) == warmed

@@ -21,7 +21,7 @@ from service.core.scheduler import Batch, Scheduler
 @pytest.fixture(scope="module")
 def engines(loaded_model):
     """Dense cache, a small dictionary cache that renews itself often, and no cache."""
-    return {"dense": Engine(loaded_model), "dict": Engine(loaded_model, cache_rows=300),
+    return {"dense": Engine(loaded_model, cache_rows=27 ** 3), "dict": Engine(loaded_model, cache_rows=300),
             "none": Engine(loaded_model, cache_rows=0)}
 
 
@@ -118,23 +118,44 @@ def test_two_versions_step_side_by_side(loaded_model):
         assert job.outcome() == offline.generate(e, count=12, seed=s)
 
 
-def test_a_step_makes_at_most_one_model_call_for_all_requests(loaded_model):
-    calls = []
-    from service.core.runtime import OnnxRuntime
-    engine = Engine(loaded_model, cache_rows=0, runtime=Counting(OnnxRuntime(loaded_model), calls))
-    batch = Batch()
-    jobs = [GenerateJob(engine, count=5, seed=s, prefix="") for s in range(10)] + [ScoreJob(engine, ["anna", "bob"])]
+def run_to_end(batch, jobs) -> int:
+    """Submit the jobs and step until the batch is idle; the number of steps."""
     for job in jobs:
         batch.submit(job)
     steps = 0
     while not batch.idle:
         batch.step()
         steps += 1
+    return steps
+
+
+def test_a_step_makes_at_most_one_model_call_for_all_requests(loaded_model):
+    calls = []
+    from service.core.runtime import OnnxRuntime
+    engine = Engine(loaded_model, cache_rows=0, runtime=Counting(OnnxRuntime(loaded_model), calls))
+    batch = Batch()
+    jobs = [GenerateJob(engine, count=5, seed=s, prefix="") for s in range(10)] + [ScoreJob(engine, ["anna", "bob"])]
+    steps = run_to_end(batch, jobs)
     assert len(calls) == steps
     # all 50 names share the start context '...', which the score rows have too: 1 + 3 + 4 distinct
     assert calls[0] == len({"...", "..a", ".an", "ann", "nna", "..b", ".bo", "bob"})
     for s, job in enumerate(jobs[:10]):
         assert job.outcome() == offline.generate(engine, count=5, seed=s)
+
+
+def test_small_requests_spend_steps_only_on_cache_misses(loaded_model):
+    """A name draws on within a step while its next context is cached: with every context cached,
+    small requests are answered in one step, by no model call, with the names they get alone."""
+    from service.core.runtime import OnnxRuntime
+    calls = []
+    engine = Engine(loaded_model, cache_rows=27 ** 3, runtime=Counting(OnnxRuntime(loaded_model), calls))
+    engine.rows.lookup(np.arange(27 ** 3))  # every context of the dense cache
+    before = len(calls)
+    batch = Batch()
+    jobs = [GenerateJob(engine, count=3, seed=s, max_length=20) for s in (8, 9)]  # two: they share the scalar lane
+    assert run_to_end(batch, jobs) == 1 and len(calls) == before
+    alone = Engine(loaded_model, cache_rows=0)
+    assert [j.outcome() for j in jobs] == [offline.generate(alone, count=3, seed=s, max_length=20) for s in (8, 9)]
 
 
 def test_a_long_request_does_not_hold_short_ones_back(engines):
