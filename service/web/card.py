@@ -101,12 +101,20 @@ def _corpus(m: Manifest) -> str:
     sizes = c.get("sizes") or {}
     return _section("corpus", "Corpus", _table([
         ("description", _text(corpus_description(m))),
-        ("source", _text(c.get("source"))), ("year", _text(c.get("year"))),
+        ("source", _text(c.get("source"))), _years(c),
         ("names", _count(sizes.get("names"))),
         ("examples (train / val / test)", " / ".join(_count(sizes.get(k)) for k in ("train", "val", "test"))),
         ("split seed", _text(c.get("seed"))),
         ("sha256", f'<code class="hash">{_text(c.get("sha256"))}</code>'),
     ], "corpus-table"))
+
+
+def _years(c: dict) -> tuple[str, str]:
+    """The corpus's year, or its span of years when the selection names one."""
+    years = (c.get("selection") or {}).get("years")
+    if isinstance(years, list) and len(years) == 2 and years[0] != years[1]:
+        return "years", f"{_text(years[0])}-{_text(years[1])}"
+    return "year", _text(c.get("year"))
 
 
 def _architecture(m: Manifest) -> str:

