@@ -1,6 +1,6 @@
 """What tokens (and the rate limiter) cost `/generate?count=1`, measured side by side in one run.
 
-    .venv/bin/python bench/auth_cost.py [--registry models] [--seconds 3] [--rounds 8] [--no-doc]
+    .venv/bin/python bench/auth_cost.py [--registry models] [--seconds 3] [--rounds 12] [--no-doc]
 
 Four servers of one worker each on core 0, the same model: no tokens, twice (the spread between
 the two is the noise of the run); tokens (every request carries a valid one: hash, lookup, scope);
@@ -115,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--registry", type=Path, default=ROOT / "models")
     parser.add_argument("--seconds", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=12)  # a median of more rounds moves less with the neighbours
     parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="auth-cost-"))

@@ -30,6 +30,7 @@ REALM = 'Bearer realm="namegen"'
 CHECK_EVERY = 1.0  # seconds between looks at the token file's stat (a request does at most one)
 CREATE = "create one: python -m service.tokens add NAME --scopes generate,read --file FILE"
 CLIENT = "namegen.client"  # scope key: the token's name, for the access log
+KNOWN = 1024  # tokens found, kept by their text so a client's next request skips hashing (at most this many)
 
 # (path pattern, scope): first match wins; `*` is one path segment, a pattern ending in `/` a prefix.
 SCOPES: list[tuple[str, str]] = [
@@ -67,6 +68,7 @@ class TokenStore:
         self.path = path
         self.stamp = self._stamp()
         self.by_digest = self._index(load(path))  # a bad file at start: TokenFileError, the server does not start
+        self.known: dict[str, Token] = {}  # tokens found since the file was last read: text -> token
         self.next_check = time.monotonic() + CHECK_EVERY
 
     def _stamp(self) -> tuple | None:
@@ -83,7 +85,7 @@ class TokenStore:
     def reload(self) -> None:
         stamp = self._stamp()
         try:
-            self.by_digest = self._index(load(self.path))
+            self.by_digest, self.known = self._index(load(self.path)), {}  # a revoked token is found no more
         except TokenFileError as e:
             log.error("token file not reloaded, the previous tokens stay: %s", e)
         else:
@@ -96,11 +98,20 @@ class TokenStore:
             self.next_check = now + CHECK_EVERY
             if self._stamp() != self.stamp:
                 self.reload()
+        # Only tokens that were found are kept by their text, and a string's hash is keyed afresh in
+        # every process: a guess is looked up there as it is below, by a hash the caller cannot steer.
+        found = self.known.get(token)
+        if found is not None:
+            return found
         d = digest(token)
         # Looked up by the token's hash: how long the lookup takes depends on the hash, which a caller
         # cannot steer towards a stored one, so timing tells nothing about how close a guess came.
         found = self.by_digest.get(d)
-        return found if found is not None and hmac.compare_digest(found.digest, d) else None
+        if found is None or not hmac.compare_digest(found.digest, d):
+            return None
+        if len(self.known) < KNOWN:
+            self.known[token] = found
+        return found
 
 
 @dataclass(frozen=True)

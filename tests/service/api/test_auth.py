@@ -97,6 +97,7 @@ def test_probes_pages_and_the_api_document_stay_open(secured):
 def test_a_changed_token_file_is_read_again_and_revoked_tokens_stop_working(secured):
     c, made, path, app = secured
     store = app.state.access.store
+    assert c.get("/generate?count=1", headers=bearer(made["gen"])).status_code == 200  # found, and kept
     fresh = write_tokens(path, newcomer="generate")  # replaces every token (atomically, a new inode)
     store.next_check = 0  # the next request looks at the file's stat (else within a second)
     assert c.get("/generate?count=1", headers=bearer(fresh["newcomer"])).status_code == 200
@@ -166,3 +167,13 @@ def test_a_real_server_on_all_addresses_without_tokens_exits_2_with_one_line(reg
     assert r.returncode == 2 and time.monotonic() - start < 30
     [line] = r.stderr.strip().splitlines()
     assert "NAMEGEN_TOKENS_FILE" in line and "NAMEGEN_AUTH=off" in line
+
+
+def test_only_tokens_that_were_found_are_kept_by_their_text(secured):
+    c, made, path, app = secured
+    store = app.state.access.store
+    for guess in ("ng_guess-one", "ng_guess-two"):
+        assert c.get("/generate?count=1", headers=bearer(guess)).status_code == 401
+    assert c.get("/generate?count=1", headers=bearer(made["gen"])).status_code == 200
+    assert list(store.known) == [made["gen"]]
+    assert store.find(made["gen"]) is store.known[made["gen"]]
