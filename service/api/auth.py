@@ -93,6 +93,8 @@ class TokenStore:
         self.stamp = stamp
 
     def find(self, token: str) -> Token | None:
+        """The token's entry, or None. Called on the event loop only, as reload() is (SIGHUP): a reload
+        cannot fall between a lookup and its entry being kept."""
         now = time.monotonic()
         if now >= self.next_check:
             self.next_check = now + CHECK_EVERY

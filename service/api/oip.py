@@ -172,7 +172,8 @@ def float_text(values: np.ndarray) -> str:
     """float32 values as JSON numbers, comma-separated: each the shortest text that reads back as
     the same float32 (orjson writes float32 arrays natively; Python's own formatting would print
     each value on its own)."""
-    return orjson.dumps(np.ascontiguousarray(values).ravel(), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode()
+    flat = np.ascontiguousarray(values, dtype=np.float32).ravel()  # native order: what orjson writes
+    return orjson.dumps(flat, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode()
 
 
 def binary_output(obj: dict) -> bool:

@@ -231,29 +231,53 @@ class ModelRows:
 
     def warm(self, max_rows: int | None = None) -> int:
         """Fill the cache with the contexts names most likely pass through: best first by the
-        model's own probability of reaching each one from the start (temperature 1), in rounds of
-        WARM_CHUNK contexts, up to max_rows (default: half the cache, what a renewal keeps); these
-        rows survive when the cache is renewed. A cache warmed this way answers more of the steps
-        of the names actually drawn than one holding the first characters' contexts alone, for the
-        same rows. Returns the number of contexts looked up."""
+        model's own probability of reaching each one from the start (temperature 1; a context that
+        several prefixes lead to sums them), in rounds of WARM_CHUNK contexts, up to max_rows
+        distinct contexts (default and at most: half a dictionary cache, what a renewal keeps).
+        These rows survive when the cache is renewed. A cache warmed this way answers more of the
+        steps of the names actually drawn than one holding the first characters' contexts alone,
+        for the same rows. Returns the number of contexts computed."""
         if self.cache is None:
             return 0
-        budget = self.cache_rows // 2 if max_rows is None else min(max_rows, self.cache_rows)
-        V, tail = self.vocab_size, self.vocab_size ** (self.block_size - 1)
+        half = self.cache_rows // 2
+        budget = half if max_rows is None else max_rows
+        if isinstance(self.cache, DictCache):
+            budget = min(budget, half)  # a renewal keeps at most half: warm rows beyond it would be dropped
+        V, bs = self.vocab_size, self.block_size
+        budget = min(budget, V ** bs)
+        tail = V ** (bs - 1)
         keys = np.zeros(1, dtype=np.int64)  # the frontier: contexts not looked up yet, from the all-padding one
-        reach = np.zeros(1)  # log-probability of reaching each
-        done = 0
-        while done < budget and len(keys):
-            take = min(WARM_CHUNK, budget - done, len(keys))
+        reach = np.zeros(1)  # log of each one's expected visits by a name
+        done = np.zeros(0, dtype=np.int64)  # the contexts looked up
+        while len(done) < budget and len(keys):
+            take = min(WARM_CHUNK, budget - len(done), len(keys))
             best = np.argpartition(-reach, take - 1)[:take] if take < len(keys) else np.arange(len(keys))
             chosen, chosen_reach = keys[best], reach[best]
             logp, _, rows = self.lookup(chosen)
-            done += take
+            done = np.concatenate([done, chosen])
             rest = np.ones(len(keys), dtype=bool)
             rest[best] = False
             children = (chosen % tail * V)[:, None] + np.arange(1, V)  # (take, V-1): each next character but the end
-            keys = np.concatenate([keys[rest], children.reshape(-1)])
-            reach = np.concatenate([reach[rest], (chosen_reach[:, None] + logp[rows, 1:]).reshape(-1)])
+            keys, reach = frontier(np.concatenate([keys[rest], children.reshape(-1)]),
+                                   np.concatenate([reach[rest], (chosen_reach[:, None] + logp[rows, 1:]).reshape(-1)]),
+                                   done, budget - len(done))
         with self._lock:
             self.cache.keep = max(self.cache.keep, getattr(self.cache, "size", 0))
-        return done
+        return len(done)
+
+
+def frontier(keys: np.ndarray, reach: np.ndarray, done: np.ndarray, room: int) -> tuple[np.ndarray, np.ndarray]:
+    """The warm-up's next candidates: each context once (the prefixes that reach it summed), none
+    already looked up, and only the `room` likeliest (a prefix is never likelier than the prefix it
+    extends, so a context ranked below them now seldom rises into a later round)."""
+    keys, inverse = np.unique(keys, return_inverse=True)
+    merged = np.full(len(keys), -np.inf)
+    np.logaddexp.at(merged, inverse.reshape(-1), reach)
+    fresh = ~np.isin(keys, done)
+    keys, merged = keys[fresh], merged[fresh]
+    if room <= 0:
+        return keys[:0], merged[:0]
+    if len(keys) > room:
+        top = np.argpartition(-merged, room - 1)[:room]
+        keys, merged = keys[top], merged[top]
+    return keys, merged

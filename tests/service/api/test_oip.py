@@ -149,8 +149,9 @@ def test_the_generate_extension_answers_as_generate(server):
 
 
 def test_logits_text_reads_back_as_the_same_float32_values():
-    """Every finite float32 (random bit patterns, the extremes, subnormals, signed zero) is written
-    as text that a JSON reader's double rounds back to the same float32."""
+    """Every finite float32 (random bit patterns, the extremes, subnormals, signed zero), in any
+    layout or byte order, is written as text that a JSON reader's double rounds back to the same
+    float32."""
     import json
 
     from service.api.oip import float_text
@@ -162,4 +163,5 @@ def test_logits_text_reads_back_as_the_same_float32_values():
     pairs = values[:len(values) // 2 * 2].reshape(-1, 2)[:, ::-1]  # (n, 2), not contiguous
     back = np.array(json.loads(f"[{float_text(pairs)}]"), dtype=np.float64).astype(np.float32)
     expected = pairs.ravel()
+    assert float_text(pairs.astype(">f4")) == float_text(pairs)  # another byte order: the same text
     assert back.view(np.uint32).tolist() == expected.view(np.uint32).tolist()

@@ -58,30 +58,37 @@ def test_lookups_through_renewals_give_the_rows_the_model_gives(loaded_model):
 
 def test_warm_caches_the_contexts_of_the_most_probable_prefixes(loaded_model, monkeypatch):
     """One context per round is plain best-first: the contexts of the prefixes a name most likely
-    begins with, checked against a heap over the prefixes themselves."""
+    begins with, checked against a heap over the prefixes themselves (short enough that no two
+    prefixes share a context, so there is nothing to sum)."""
     monkeypatch.setattr(model_runner, "WARM_CHUNK", 1)
     rows, plain = ModelRows(OnnxRuntime(loaded_model), cache_rows=4096), ModelRows(OnnxRuntime(loaded_model), 0)
     V, bs = rows.vocab_size, rows.block_size
-    assert rows.warm(120) == 120
+    assert rows.warm(30) == 30 == rows.cache.size
 
     def context(prefix):
         return ([0] * bs + list(prefix))[-bs:]
 
     heap, picked = [(0.0, ())], []  # (-log P(a name begins with the prefix), prefix)
-    while len(picked) < 120:
+    while len(picked) < 30:
         neg, prefix = heapq.heappop(heap)
         picked.append(prefix)
         row = plain.logp_rows(np.array([context(prefix)]))[0]
         for c in range(1, V):  # every character but the end continues the name
             heapq.heappush(heap, (neg - row[c], prefix + (c,)))
+    assert all(len(p) < bs for p in picked)  # the comparison's premise: each context has one prefix
     assert set(rows.cache.slots) == {int(np.array(context(p)) @ rows.powers) for p in picked}
     assert rows.cache.keep == rows.cache.size
 
 
-def test_warm_fills_the_half_of_the_cache_a_renewal_keeps(loaded_model):
+def test_warm_fills_the_half_of_the_cache_a_renewal_keeps_with_distinct_contexts(loaded_model):
     rows = ModelRows(OnnxRuntime(loaded_model), cache_rows=2000)
-    assert rows.warm() == 1000
+    assert rows.warm(5000) == 1000 == rows.cache.size  # at most half, each context once
     warmed = set(rows.cache.slots)
-    assert rows.cache.keep == rows.cache.size == len(warmed)
-    renewed = rows.cache.fresh()
-    assert set(renewed.slots) == warmed
+    assert rows.cache.keep == len(warmed) == 1000
+    assert set(rows.cache.fresh().slots) == warmed
+
+
+def test_warm_fills_a_dense_cache_with_distinct_contexts(loaded_model):
+    rows = ModelRows(OnnxRuntime(loaded_model), cache_rows=27 ** 3)
+    assert type(rows.cache).__name__ == "DenseCache"
+    assert rows.warm() == 27 ** 3 // 2 == int(rows.cache.filled.sum())
