@@ -324,7 +324,7 @@ def http(args, registry: Path, unit: float, runs: list[tuple[str, int, int]]) ->
 
 
 
-def stepped_per_name(registry: Path, name: str, seconds: float = 2.0) -> float:
+def stepped_per_name(registry: Path, name: str, cache_rows: int, seconds: float = 2.0) -> float:
     """CPU us per name of 16 count=1 jobs at a time stepped together by the scheduler's Batch in this
     process (as the served worker steps 16 connections' requests, warm cache): the work of a count=1
     request that no HTTP edge, parsing or answer writing can remove."""
@@ -332,8 +332,7 @@ def stepped_per_name(registry: Path, name: str, seconds: float = 2.0) -> float:
     from service.core.engine import Engine
     from service.core.jobs import GenerateJob
     from service.core.scheduler import Batch
-    from service.settings import Settings
-    engine = Engine(load_current(registry, name), cache_rows=Settings().cache_rows)
+    engine = Engine(load_current(registry, name), cache_rows=cache_rows)
     engine.warm()
     seeds = iter(range(10 ** 9))
 
@@ -357,7 +356,7 @@ def edge(args, registry: Path) -> tuple[list, list, str] | list:
     if not shutil.which("wrk"):
         print("  wrk not found (apt-get install wrk): skipped")
         return []
-    stepped = stepped_per_name(registry, args.name)
+    stepped = stepped_per_name(registry, args.name, args.cache_rows)
     tmp = Path(tempfile.mkdtemp(prefix="serve-speed-edge-"))
     floor_env = {**os.environ, "PYTHONPATH": str(ROOT / "bench")}
     servers = {}

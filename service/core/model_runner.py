@@ -275,8 +275,6 @@ def frontier(keys: np.ndarray, reach: np.ndarray, done: np.ndarray, room: int) -
     np.logaddexp.at(merged, inverse.reshape(-1), reach)
     fresh = ~np.isin(keys, done)
     keys, merged = keys[fresh], merged[fresh]
-    if room <= 0:
-        return keys[:0], merged[:0]
     if len(keys) > room:
         top = np.argpartition(-merged, room - 1)[:room]
         keys, merged = keys[top], merged[top]

@@ -5,9 +5,9 @@ A step looks every active context up in the cache at once and makes at most one 
 all the misses (per model version being served), then draws one character per name from that
 name's own random stream (in the scalar lane a name draws on while its next context is cached,
 so its steps go to its misses). Requests join at the next step boundary and leave the moment
-their last name ends; a cancelled request's names leave at the next step. Because each name's randomness is
-a function of (seed, stream index, step) and each context's row is the same whatever batch
-computed it, no result depends on what else was in the batch.
+their last name ends; a cancelled request's names leave at the next step. Because each name's
+randomness is a function of (seed, stream index, step) and each context's row is the same
+whatever batch computed it, no result depends on what else was in the batch.
 
 `Batch` is the synchronous core (`offline` steps one on its own); `Scheduler` drives one per worker
 from the event loop. The scheduler decides which names step; the model runner (`model_runner`)
